@@ -45,8 +45,11 @@ export function nameProblem(kind: NameKind, value: unknown): string | undefined 
     }
     if (ch === '.')
       return `${kind} name "${value}" contains "." at position ${i + 1}; names are single DNS labels because SNI names are positional`;
-    if (c >= 65 && c <= 90)
-      return `${kind} name "${value}" contains uppercase "${ch}" at position ${i + 1}; use lowercase (${value.toLowerCase()})`;
+    if (c >= 65 && c <= 90) {
+      const lower = value.toLowerCase();
+      const hint = nameProblem(kind, lower) === undefined ? ` (${lower})` : '';
+      return `${kind} name "${value}" contains uppercase "${ch}" at position ${i + 1}; names are lowercase${hint}`;
+    }
     return `${kind} name "${value}" contains "${ch}" at position ${i + 1}; allowed are a-z, 0-9 and "-"`;
   }
   return undefined;

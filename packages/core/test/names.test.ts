@@ -8,7 +8,7 @@ test('valid DNS-label names pass', (t) => {
 
 test('each kind of bad name gets a reason that says what is wrong', (t) => {
   t.regex(nameProblem('datacenter', 'dc.1')!, /contains "\." at position 3.*SNI names are positional/);
-  t.regex(nameProblem('service', 'Web')!, /uppercase "W".*use lowercase \(web\)/);
+  t.regex(nameProblem('service', 'Web')!, /uppercase "W".*names are lowercase \(web\)/);
   t.regex(nameProblem('service', 'x'.repeat(64))!, /64 bytes; the limit is 63/);
   t.regex(nameProblem('service', '-web')!, /start and end with a letter or digit/);
   t.regex(nameProblem('service', 'web-')!, /start and end/);
