@@ -16,3 +16,4 @@ export * from './startable.js';
 export * from './metrics.js';
 export * from './duration.js';
 export * from './address.js';
+export * from './intentions.js';
