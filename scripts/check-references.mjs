@@ -1,43 +1,46 @@
-// Fails when a package's tsconfig `references` do not mirror its @meshfed/* dependencies, or when the
-// dependency graph between packages has a cycle. A missing reference makes a clean `tsc -b` fail
-// or silently use stale declarations, so we check it on every test run.
-import { readFileSync, readdirSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+// Fails when a workspace's tsconfig `references` do not mirror its @meshfed/* dependencies, when the
+// root tsconfig misses a workspace, or when the dependency graph has a cycle. A missing reference
+// makes a clean `tsc -b` fail or silently use stale declarations, so this runs on every test run.
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 
-const root = resolve(new URL('..', import.meta.url).pathname);
-const dirs = readdirSync(join(root, 'packages')).filter((d) =>
-  existsSync(join(root, 'packages', d, 'package.json')),
-);
-const byName = new Map();
-for (const d of dirs) {
-  const pkg = JSON.parse(readFileSync(join(root, 'packages', d, 'package.json'), 'utf8'));
-  byName.set(pkg.name, { dir: d, pkg });
-}
+const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
+const read = (p) => JSON.parse(readFileSync(p, 'utf8'));
+const dirs = [
+  ...readdirSync(join(root, 'packages')).map((d) => join(root, 'packages', d)),
+  join(root, 'testbed'),
+].filter((d) => existsSync(join(d, 'package.json')));
+
+const byName = new Map(dirs.map((d) => [read(join(d, 'package.json')).name, d]));
 const problems = [];
 const graph = new Map();
-for (const [name, { dir, pkg }] of byName) {
+for (const dir of dirs) {
+  const pkg = read(join(dir, 'package.json'));
   const deps = Object.keys({ ...pkg.dependencies, ...pkg.devDependencies }).filter((n) =>
     n.startsWith('@meshfed/'),
   );
-  const tsconfig = JSON.parse(readFileSync(join(root, 'packages', dir, 'tsconfig.json'), 'utf8'));
-  const refs = (tsconfig.references ?? []).map((r) => r.path.replace(/^\.\.\//, ''));
-  const wanted = deps.map((n) => byName.get(n)?.dir ?? `(unknown ${n})`);
+  const refs = (read(join(dir, 'tsconfig.json')).references ?? []).map((r) => resolve(dir, r.path));
+  const wanted = deps.map((n) => byName.get(n) ?? `(unknown package ${n})`);
+  const name = relative(root, dir);
   for (const w of wanted)
     if (!refs.includes(w))
-      problems.push(`${name}: depends on ${w} but tsconfig.json has no reference to ../${w}`);
+      problems.push(`${name}: depends on ${relative(root, w)} but its tsconfig.json has no reference to it`);
   for (const r of refs)
     if (!wanted.includes(r))
-      problems.push(`${name}: tsconfig.json references ../${r} but package.json does not depend on it`);
+      problems.push(
+        `${name}: tsconfig.json references ${relative(root, r)} but package.json does not depend on it`,
+      );
   graph.set(dir, wanted);
 }
-const rootRefs = JSON.parse(readFileSync(join(root, 'tsconfig.json'), 'utf8')).references.map((r) => r.path);
+const rootRefs = read(join(root, 'tsconfig.json')).references.map((r) => resolve(root, r.path));
 for (const d of dirs)
-  if (!rootRefs.includes(`packages/${d}`)) problems.push(`tsconfig.json: missing reference to packages/${d}`);
+  if (!rootRefs.includes(d)) problems.push(`tsconfig.json: missing reference to ${relative(root, d)}`);
+
 const state = new Map();
 const visit = (d, path) => {
   if (state.get(d) === 'done') return;
   if (state.get(d) === 'active') {
-    problems.push(`dependency cycle: ${[...path, d].join(' -> ')}`);
+    problems.push(`dependency cycle: ${[...path, d].map((p) => relative(root, p)).join(' -> ')}`);
     return;
   }
   state.set(d, 'active');
@@ -49,4 +52,4 @@ if (problems.length) {
   console.error(problems.join('\n'));
   process.exit(1);
 }
-console.log(`references ok: ${dirs.length} packages, no cycles`);
+console.log(`references ok: ${dirs.length} workspaces, no cycles`);
