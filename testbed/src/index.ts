@@ -6,3 +6,4 @@
 export * from './process-group.js';
 export { startCounting } from './apps/counting.js';
 export { startDashboard, type CountAnswer } from './apps/dashboard.js';
+export * from './testbed.js';

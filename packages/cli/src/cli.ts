@@ -62,6 +62,7 @@ export async function run(argv: string[], options: RunOptions = {}): Promise<num
     .alias('version', 'v')
     .help()
     .alias('help', 'h')
+    .parserConfiguration({ 'short-option-groups': false })
     .strict()
     .demandCommand(1, 'Give a command; `meshfed --help` lists them.')
     .recommendCommands()
