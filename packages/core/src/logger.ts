@@ -3,7 +3,7 @@
 // `dc` and `node`. Secrets never reach the output: known secret fields are redacted at the root.
 
 import { pino, type DestinationStream, type LevelWithSilent } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
 
 export interface LogFn {
   (obj: object, msg?: string): void;
@@ -82,6 +82,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const redact = { paths: redactedPaths, censor: '[redacted]' };
   const usePretty = options.pretty ?? (options.destination === undefined && process.stdout.isTTY === true);
   if (usePretty) {
+    // Loaded only for a terminal: daemons under a supervisor never pay its ~10 MB.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     const stream = pretty({
       colorize: true,
       sync: true,
