@@ -15,7 +15,7 @@ import { join, resolve } from 'node:path';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadConfigOrThrow, type MeshfedConfig } from '@meshfed/config';
-import { ProcessGroup, type ManagedProcess } from './process-group.js';
+import { ProcessGroup, type ManagedProcess, type StartSpec } from './process-group.js';
 
 const repoRoot = resolve(fileURLToPath(new URL('../../../', import.meta.url)));
 export const meshfedBin = join(repoRoot, 'packages/cli/dist/src/bin.js');
@@ -184,39 +184,60 @@ export class Testbed {
   /** The apps the white paper's story needs, each beside its sidecar. */
   startApps(dc: DatacenterSpec): void {
     for (const svc of dc.config.services) {
-      const id = svc.id || svc.name;
-      if (svc.name === 'counting') {
-        this.group.start({
-          name: `app-${id}`,
-          command: process.execPath,
-          args: [
-            join(appsDir, 'counting.js'),
-            '--port',
-            String(svc.port),
-            '--datacenter',
-            dc.config.datacenter,
-            '--instance',
-            id,
-          ],
-        });
-      } else if (svc.name === 'dashboard') {
-        const upstream = svc.connect.sidecar_service.proxy.upstreams[0];
-        this.group.start({
-          name: `app-${id}`,
-          command: process.execPath,
-          args: [
-            join(appsDir, 'dashboard.js'),
-            '--port',
-            String(svc.port),
-            '--upstream',
-            `http://127.0.0.1:${upstream?.local_bind_port ?? 9191}/`,
-          ],
-        });
-      } else {
-        continue;
-      }
-      if (svc.connect.sidecar_service.enabled) this.startSidecar(dc, id);
+      if (svc.name !== 'counting' && svc.name !== 'dashboard') continue;
+      this.group.start(this.appSpec(dc, svc));
+      if (svc.connect.sidecar_service.enabled) this.startSidecar(dc, svc.id || svc.name);
     }
+  }
+
+  private appSpec(dc: DatacenterSpec, svc: MeshfedConfig['services'][number]): StartSpec {
+    const id = svc.id || svc.name;
+    if (svc.name === 'dashboard') {
+      const upstream = svc.connect.sidecar_service.proxy.upstreams[0];
+      return {
+        name: `app-${id}`,
+        command: process.execPath,
+        args: [
+          join(appsDir, 'dashboard.js'),
+          '--port',
+          String(svc.port),
+          '--upstream',
+          `http://127.0.0.1:${upstream?.local_bind_port ?? 9191}/`,
+        ],
+      };
+    }
+    return {
+      name: `app-${id}`,
+      command: process.execPath,
+      args: [
+        join(appsDir, 'counting.js'),
+        '--port',
+        String(svc.port),
+        '--datacenter',
+        dc.config.datacenter,
+        '--instance',
+        id,
+      ],
+    };
+  }
+
+  /** Adds a DC to the testbed (not started): for joining one at runtime. */
+  addDatacenter(configFile: string): DatacenterSpec {
+    const config = loadConfigOrThrow({ files: [configFile] });
+    const spec = {
+      configFile: resolve(configFile),
+      config,
+      httpAddr: `http://127.0.0.1:${config.ports.http}`,
+    };
+    this.dcs.push(spec);
+    return spec;
+  }
+
+  /** Restarts one app (not its sidecar), e.g. after stopping it to force a failover. */
+  startAppOnly(dc: DatacenterSpec, serviceId: string): void {
+    const svc = dc.config.services.find((s) => (s.id || s.name) === serviceId);
+    if (!svc) throw new Error(`no service ${serviceId} in ${dc.config.datacenter}`);
+    this.group.start(this.appSpec(dc, svc));
   }
 
   startSidecar(dc: DatacenterSpec, serviceId: string): ManagedProcess {
@@ -375,13 +396,25 @@ export async function waitUntil<T>(
 export interface GeneratedDc {
   name: string;
   ports: { http: number; server: number; serf: number; gateway: number; gatewayAdmin: number };
-  services: { name: string; id: string; port: number; sidecarPort: number; upstreamPort?: number }[];
+  services: {
+    name: string;
+    id: string;
+    port: number;
+    sidecarPort: number;
+    upstreamPort?: number;
+    upstreamDatacenter?: string;
+  }[];
 }
 
 /** Writes one YAML file per DC (dc1 primary) in `dir`, mirroring configs/dc*.yaml. */
-export function writeFederationConfigs(dir: string, dcs: readonly GeneratedDc[]): string[] {
+export function writeFederationConfigs(
+  dir: string,
+  dcs: readonly GeneratedDc[],
+  opts: { primary?: { name: string; serf: number } } = {},
+): string[] {
   mkdirSync(dir, { recursive: true });
-  const primary = dcs[0]!.name;
+  const primary = opts.primary?.name ?? dcs[0]!.name;
+  const primarySerf = opts.primary?.serf ?? dcs[0]!.ports.serf;
   return dcs.map((dc) => {
     const lines = [
       `datacenter: ${dc.name}`,
@@ -397,7 +430,7 @@ export function writeFederationConfigs(dir: string, dcs: readonly GeneratedDc[])
       `  default_policy: deny`,
       `gossip:`,
       `  profile: local`,
-      ...(dc.name === primary ? [] : [`  join:`, `    - 127.0.0.1:${dcs[0]!.ports.serf}`]),
+      ...(dc.name === primary ? [] : [`  join:`, `    - 127.0.0.1:${primarySerf}`]),
       `gateway:`,
       `  listen: 127.0.0.1:${dc.ports.gateway}`,
       `  wan_address: 127.0.0.1:${dc.ports.gateway}`,
@@ -418,7 +451,7 @@ export function writeFederationConfigs(dir: string, dcs: readonly GeneratedDc[])
               `        proxy:`,
               `          upstreams:`,
               `            - destination_name: counting`,
-              `              datacenter: ${dcs[1]?.name ?? primary}`,
+              `              datacenter: ${s.upstreamDatacenter ?? dcs[1]?.name ?? primary}`,
               `              local_bind_port: ${s.upstreamPort}`,
               `              mesh_gateway:`,
               `                mode: local`,
