@@ -739,9 +739,9 @@ export class CertificateAuthority {
   // ---- configuration ---------------------------------------------------------------------------
 
   /** PUT /v1/connect/ca/configuration. A key type change or a provided root rotates (cross-signed). */
-  setConfiguration(body: unknown): Promise<void> {
+  async setConfiguration(body: unknown): Promise<void> {
     const parsed = parseConfigBody(body, this.state.config);
-    return (async () => {
+    {
       this.requirePrimary();
       const c = this.state.config;
       const keyChanged = parsed.config.privateKeyType !== c.privateKeyType || parsed.config.privateKeyBits !== c.privateKeyBits;
@@ -757,7 +757,7 @@ export class CertificateAuthority {
         this.limiter.reconfigure({ maxPerSecond: parsed.config.csrMaxPerSecond, maxConcurrent: parsed.config.csrMaxConcurrent });
         await this.commit('config');
       });
-    })();
+    }
   }
 
   // ---- internals -------------------------------------------------------------------------------
