@@ -17,7 +17,7 @@ export function softExpiry(validAfter: number, validBefore: number, now: number,
   const start = validAfter + life * SOFT_EXPIRY_START;
   const end = validAfter + life * SOFT_EXPIRY_END;
   if (now >= end) return now;
-  return Math.max(now, start + random() * (end - start));
+  return Math.max(now, Math.round(start + random() * (end - start)));
 }
 
 export interface RenewalSchedulerOptions {
