@@ -201,7 +201,9 @@ export class CertificateAuthority {
       { maxPerSecond: options.csrMaxPerSecond, maxConcurrent: options.csrMaxConcurrent },
       deps.clock,
     );
-    this.signed = deps.registry?.counter('meshfed_ca_leaf_signed_total', 'Leaf certificates signed', ['kind']);
+    this.signed = deps.registry?.counter('meshfed_ca_leaf_signed_total', 'Leaf certificates signed', [
+      'kind',
+    ]);
     this.rejected = deps.registry?.counter('meshfed_ca_csr_rejected_total', 'CSRs refused', ['code']);
   }
 
@@ -233,17 +235,25 @@ export class CertificateAuthority {
         roots: [],
       };
     }
-    this.limiter.reconfigure({ maxPerSecond: this.state.config.csrMaxPerSecond, maxConcurrent: this.state.config.csrMaxConcurrent });
+    this.limiter.reconfigure({
+      maxPerSecond: this.state.config.csrMaxPerSecond,
+      maxConcurrent: this.state.config.csrMaxConcurrent,
+    });
     if (this.isPrimary && !this.activeRoot()?.keyPem) {
       const key = generateKey(this.state.config.privateKeyType, this.state.config.privateKeyBits);
       this.state.roots.push(this.makeRoot(key, undefined));
-      this.logger.info({ rootId: this.activeRoot()!.id, trustDomain: this.state.trustDomain }, 'CA root created');
+      this.logger.info(
+        { rootId: this.activeRoot()!.id, trustDomain: this.state.trustDomain },
+        'CA root created',
+      );
     }
     await this.deps.storage.save(this.state);
     this.rebuildSigner();
     const every = Math.max(60_000, Math.min(HOUR, this.state.config.leafTtlMs / 4));
     this.pruneTimer = this.deps.clock.setInterval(() => {
-      this.pruneRoots().catch((err: unknown) => this.logger.warn({ err: String(err) }, 'CA root pruning failed'));
+      this.pruneRoots().catch((err: unknown) =>
+        this.logger.warn({ err: String(err) }, 'CA root pruning failed'),
+      );
     }, every);
     this.pruneTimer.unref();
     this.started = true;
@@ -349,14 +359,22 @@ export class CertificateAuthority {
       return await this.limiter.run(async () => {
         const csr = parseCsr(csrPem);
         if (csr.uris.length !== 1 || csr.uris[0] !== sans.uri)
-          throw new MeshError('MESH_ERR_CA_IDENTITY_DENIED', `CSR asks for ${csr.uris.join(', ') || 'no SPIFFE ID'}; the caller may only have ${sans.uri}`, {
-            details: { requested: csr.uris, allowed: sans.uri },
-          });
+          throw new MeshError(
+            'MESH_ERR_CA_IDENTITY_DENIED',
+            `CSR asks for ${csr.uris.join(', ') || 'no SPIFFE ID'}; the caller may only have ${sans.uri}`,
+            {
+              details: { requested: csr.uris, allowed: sans.uri },
+            },
+          );
         const extra = csr.dns.filter((d) => !sans.dns.includes(d));
         if (extra.length > 0)
-          throw new MeshError('MESH_ERR_CA_IDENTITY_DENIED', `CSR asks for DNS names ${extra.join(', ')} the caller may not have`, {
-            details: { requested: csr.dns },
-          });
+          throw new MeshError(
+            'MESH_ERR_CA_IDENTITY_DENIED',
+            `CSR asks for DNS names ${extra.join(', ')} the caller may not have`,
+            {
+              details: { requested: csr.dns },
+            },
+          );
         return this.signLeaf(csr.spki, allowed, sans);
       });
     } catch (err) {
@@ -368,7 +386,10 @@ export class CertificateAuthority {
   private identitySans(id: LeafIdentity): { uri: string; dns: string[]; cn: string; service: string } {
     if (!this.signer) {
       throw this.isPrimary || this.state?.trustDomain
-        ? new MeshError('MESH_ERR_CA_NO_INTERMEDIATE', `datacenter ${this.options.datacenter} has no intermediate CA yet`)
+        ? new MeshError(
+            'MESH_ERR_CA_NO_INTERMEDIATE',
+            `datacenter ${this.options.datacenter} has no intermediate CA yet`,
+          )
         : new MeshError('MESH_ERR_CA_NOT_INITIALIZED');
     }
     const td = this.state.trustDomain;
@@ -386,7 +407,9 @@ export class CertificateAuthority {
         }
         if (id.datacenter !== undefined && id.datacenter !== dc)
           throw deny(`this CA signs for datacenter ${dc}, not ${id.datacenter}`);
-        const args = { trustDomain: td, datacenter: dc, service: id.service } as Parameters<typeof serviceSpiffeId>[0];
+        const args = { trustDomain: td, datacenter: dc, service: id.service } as Parameters<
+          typeof serviceSpiffeId
+        >[0];
         if (id.namespace !== undefined) args.namespace = id.namespace;
         if (id.partition !== undefined) args.partition = id.partition;
         return { uri: serviceSpiffeId(args), dns: [], cn: id.service, service: id.service };
@@ -395,12 +418,22 @@ export class CertificateAuthority {
         const p = nameProblem('node', id.node);
         if (p) throw deny(p);
         const base = `server.${dc}.${this.options.domain}`;
-        return { uri: serverSpiffeId(td, dc), dns: [base, `${id.node}.${base}`], cn: base, service: `${id.node}.${base}` };
+        return {
+          uri: serverSpiffeId(td, dc),
+          dns: [base, `${id.node}.${base}`],
+          cn: base,
+          service: `${id.node}.${base}`,
+        };
       }
       case 'mesh-gateway': {
         const p = id.partition === undefined ? undefined : nameProblem('partition', id.partition);
         if (p) throw deny(p);
-        return { uri: meshGatewaySpiffeId(td, dc, id.partition), dns: [], cn: 'mesh-gateway', service: 'mesh-gateway' };
+        return {
+          uri: meshGatewaySpiffeId(td, dc, id.partition),
+          dns: [],
+          cn: 'mesh-gateway',
+          service: 'mesh-gateway',
+        };
       }
       default:
         throw deny(`unknown identity kind ${String((id as { kind: unknown }).kind)}`);
@@ -408,7 +441,11 @@ export class CertificateAuthority {
   }
 
   /** The fast path: one TBSCertificate from a handful of precomputed pieces, one sign(). */
-  private signLeaf(spki: Buffer, id: LeafIdentity, sans: { uri: string; dns: string[]; cn: string; service: string }): IssuedLeaf {
+  private signLeaf(
+    spki: Buffer,
+    id: LeafIdentity,
+    sans: { uri: string; dns: string[]; cn: string; service: string },
+  ): IssuedLeaf {
     const s = this.signer!;
     const now = this.deps.clock.now();
     const notBefore = now - BACKDATE_MS;
@@ -423,7 +460,15 @@ export class CertificateAuthority {
       sanExt({ uris: [sans.uri], dns: sans.dns }),
     ];
     const d = signCertificate(
-      { serial, subject: der.name({ cn: sans.cn }), issuer: s.issuerName, notBefore, notAfter, spki, extensions },
+      {
+        serial,
+        subject: der.name({ cn: sans.cn }),
+        issuer: s.issuerName,
+        notBefore,
+        notAfter,
+        spki,
+        extensions,
+      },
       s.key,
     );
     this.signed?.labels(id.kind).inc();
@@ -511,19 +556,31 @@ export class CertificateAuthority {
     return this.locked(async () => {
       this.requirePrimary();
       const type = opts.privateKeyType ?? this.state.config.privateKeyType;
-      const bits = opts.privateKeyBits ?? (opts.privateKeyType ? defaultBits(type) : this.state.config.privateKeyBits);
+      const bits =
+        opts.privateKeyBits ?? (opts.privateKeyType ? defaultBits(type) : this.state.config.privateKeyBits);
       let key: KeyObject;
       let provided: X509Certificate | undefined;
       if (opts.rootCertPem !== undefined || opts.rootKeyPem !== undefined) {
         if (opts.rootCertPem === undefined || opts.rootKeyPem === undefined)
-          throw new MeshError('MESH_ERR_CA_ROTATION_REFUSED', 'an operator-provided root needs both RootCert and PrivateKey');
+          throw new MeshError(
+            'MESH_ERR_CA_ROTATION_REFUSED',
+            'an operator-provided root needs both RootCert and PrivateKey',
+          );
         provided = loadCert(opts.rootCertPem);
         key = loadPrivateKey(opts.rootKeyPem);
         if (!provided.ca || !provided.checkPrivateKey(key))
-          throw new MeshError('MESH_ERR_CA_ROTATION_REFUSED', 'the provided root is not a CA certificate or does not match the provided key');
-        const uris = (provided.subjectAltName ?? '').split(/,\s*/).filter((p) => p.startsWith('URI:spiffe://'));
+          throw new MeshError(
+            'MESH_ERR_CA_ROTATION_REFUSED',
+            'the provided root is not a CA certificate or does not match the provided key',
+          );
+        const uris = (provided.subjectAltName ?? '')
+          .split(/,\s*/)
+          .filter((p) => p.startsWith('URI:spiffe://'));
         if (uris.some((u) => u !== `URI:${signingSpiffeId(this.state.trustDomain)}`))
-          throw new MeshError('MESH_ERR_CA_ROTATION_REFUSED', `the provided root names another trust domain (${uris.join(', ')})`);
+          throw new MeshError(
+            'MESH_ERR_CA_ROTATION_REFUSED',
+            `the provided root names another trust domain (${uris.join(', ')})`,
+          );
         if (Date.parse(provided.validTo) <= this.deps.clock.now())
           throw new MeshError('MESH_ERR_CA_ROTATION_REFUSED', 'the provided root has expired');
       } else {
@@ -531,7 +588,8 @@ export class CertificateAuthority {
         key = generateKey(type, bits);
       }
       const old = this.activeRoot();
-      const crossSignPossible = !!old?.keyPem && Date.parse(new X509Certificate(old.certPem).validTo) > this.deps.clock.now();
+      const crossSignPossible =
+        !!old?.keyPem && Date.parse(new X509Certificate(old.certPem).validTo) > this.deps.clock.now();
       if ((opts.skipCrossSign || !crossSignPossible) && !opts.force)
         throw new MeshError(
           'MESH_ERR_CA_ROTATION_REFUSED',
@@ -553,7 +611,10 @@ export class CertificateAuthority {
         this.state.config.privateKeyBits = bits;
       }
       await this.commit('roots');
-      this.logger.info({ rootId: root.id, oldRootId: old?.id, crossSigned: root.intermediateCerts.length > 0 }, 'CA root rotated');
+      this.logger.info(
+        { rootId: root.id, oldRootId: old?.id, crossSigned: root.intermediateCerts.length > 0 },
+        'CA root rotated',
+      );
     });
   }
 
@@ -564,7 +625,9 @@ export class CertificateAuthority {
     const oldParts = parseCertParts(oldCert.raw);
     const newParts = parseCertParts(newCert.raw);
     const oldSki = subjectKeyIdOf(oldParts);
-    const exts = [...newParts.extensions.entries()].filter(([o]) => o !== OID.authorityKeyId).map(([, e]) => e.raw);
+    const exts = [...newParts.extensions.entries()]
+      .filter(([o]) => o !== OID.authorityKeyId)
+      .map(([, e]) => e.raw);
     if (oldSki) exts.push(akiExt(oldSki));
     const d = signCertificate(
       {
@@ -604,22 +667,35 @@ export class CertificateAuthority {
   }
 
   /** Primary: validate a secondary's intermediate CSR and sign it with the active root. */
-  async signIntermediateCsr(csrPem: string, datacenter: string): Promise<{ certPem: string; rootsResponse: CaRootsResponse }> {
+  async signIntermediateCsr(
+    csrPem: string,
+    datacenter: string,
+  ): Promise<{ certPem: string; rootsResponse: CaRootsResponse }> {
     this.requirePrimary();
     const p = nameProblem('datacenter', datacenter);
     if (p) throw new MeshError('MESH_ERR_CA_CSR_INVALID', p);
     const csr = parseCsr(csrPem);
     const td = this.state.trustDomain;
     if (csr.uris.length !== 1 || csr.uris[0] !== signingSpiffeId(td))
-      throw new MeshError('MESH_ERR_CA_TRUST_DOMAIN', `intermediate CSR must name ${signingSpiffeId(td)}, got ${csr.uris.join(', ') || 'none'}`);
-    if (csr.dns.length > 0) throw new MeshError('MESH_ERR_CA_CSR_INVALID', 'intermediate CSR must not carry DNS names');
+      throw new MeshError(
+        'MESH_ERR_CA_TRUST_DOMAIN',
+        `intermediate CSR must name ${signingSpiffeId(td)}, got ${csr.uris.join(', ') || 'none'}`,
+      );
+    if (csr.dns.length > 0)
+      throw new MeshError('MESH_ERR_CA_CSR_INVALID', 'intermediate CSR must not carry DNS names');
     if (csr.commonName !== intermediateName(datacenter))
-      throw new MeshError('MESH_ERR_CA_IDENTITY_DENIED', `intermediate CSR is for "${csr.commonName ?? ''}", not datacenter ${datacenter}`);
+      throw new MeshError(
+        'MESH_ERR_CA_IDENTITY_DENIED',
+        `intermediate CSR is for "${csr.commonName ?? ''}", not datacenter ${datacenter}`,
+      );
     const ki = keyInfo(csr.publicKey);
     try {
       checkKeyParams(ki.type, ki.bits);
     } catch {
-      throw new MeshError('MESH_ERR_CA_CSR_INVALID', `intermediate key type ${ki.type}/${ki.bits} is not allowed`);
+      throw new MeshError(
+        'MESH_ERR_CA_CSR_INVALID',
+        `intermediate key type ${ki.type}/${ki.bits} is not allowed`,
+      );
     }
     const root = this.activeRoot()!;
     const rootCert = new X509Certificate(root.certPem);
@@ -653,24 +729,43 @@ export class CertificateAuthority {
   /** Secondary: make a key and an intermediate CSR for the primary to sign. */
   createIntermediateCsr(): Promise<string> {
     return this.locked(async () => {
-      if (this.isPrimary) throw new MeshError('MESH_ERR_FED_NOT_PRIMARY', 'the primary datacenter does not need an intermediate');
-      if (!this.state.trustDomain) throw new MeshError('MESH_ERR_CA_NOT_INITIALIZED', 'no roots from the primary yet (applyPrimaryRoots first)');
+      if (this.isPrimary)
+        throw new MeshError(
+          'MESH_ERR_FED_NOT_PRIMARY',
+          'the primary datacenter does not need an intermediate',
+        );
+      if (!this.state.trustDomain)
+        throw new MeshError(
+          'MESH_ERR_CA_NOT_INITIALIZED',
+          'no roots from the primary yet (applyPrimaryRoots first)',
+        );
       const key = generateKey(this.state.config.privateKeyType, this.state.config.privateKeyBits);
       this.state.pendingIntermediateKeyPem = privateKeyPem(key);
       await this.deps.storage.save(this.state);
-      return createCsr(key, { cn: intermediateName(this.options.datacenter) }, { uris: [signingSpiffeId(this.state.trustDomain)] });
+      return createCsr(
+        key,
+        { cn: intermediateName(this.options.datacenter) },
+        { uris: [signingSpiffeId(this.state.trustDomain)] },
+      );
     });
   }
 
   /** Secondary: install the intermediate the primary signed for our pending CSR. */
   installIntermediate(certPem: string, roots: CaRootsResponse): Promise<void> {
     return this.locked(async () => {
-      if (this.isPrimary) throw new MeshError('MESH_ERR_FED_NOT_PRIMARY', 'the primary datacenter does not use an intermediate');
+      if (this.isPrimary)
+        throw new MeshError(
+          'MESH_ERR_FED_NOT_PRIMARY',
+          'the primary datacenter does not use an intermediate',
+        );
       const pending = this.state.pendingIntermediateKeyPem;
       if (!pending) throw new MeshError('MESH_ERR_CA_CHAIN_INVALID', 'no intermediate CSR is pending');
       const cert = loadCert(certPem);
       if (!cert.checkPrivateKey(loadPrivateKey(pending)))
-        throw new MeshError('MESH_ERR_CA_CHAIN_INVALID', 'the intermediate does not match the pending CSR key');
+        throw new MeshError(
+          'MESH_ERR_CA_CHAIN_INVALID',
+          'the intermediate does not match the pending CSR key',
+        );
       const rootPems = roots.Roots.map((r) => r.RootCert);
       const v = verifyChain([certPem], rootPems, { now: this.deps.clock.now() });
       if (!v.ok) throw new MeshError(v.code, `intermediate rejected: ${v.reason}`);
@@ -679,7 +774,10 @@ export class CertificateAuthority {
       delete this.state.pendingIntermediateKeyPem;
       this.nextIndex();
       await this.commit('intermediate');
-      this.logger.info({ datacenter: this.options.datacenter, notAfter: cert.validTo }, 'installed intermediate CA');
+      this.logger.info(
+        { datacenter: this.options.datacenter, notAfter: cert.validTo },
+        'installed intermediate CA',
+      );
     });
   }
 
@@ -711,7 +809,12 @@ export class CertificateAuthority {
   }
 
   private adoptRoots(roots: CaRootsResponse): void {
-    if (!roots || !Array.isArray(roots.Roots) || typeof roots.TrustDomain !== 'string' || !roots.Roots.some((r) => r.Active))
+    if (
+      !roots ||
+      !Array.isArray(roots.Roots) ||
+      typeof roots.TrustDomain !== 'string' ||
+      !roots.Roots.some((r) => r.Active)
+    )
       throw new MeshError('MESH_ERR_CA_CHAIN_INVALID', 'roots response has no active root');
     const parsed = roots.Roots.map((r) => {
       const c = loadCert(r.RootCert);
@@ -720,7 +823,10 @@ export class CertificateAuthority {
       return { r, c };
     });
     if (this.state.trustDomain && this.state.trustDomain !== roots.TrustDomain)
-      this.logger.warn({ from: this.state.trustDomain, to: roots.TrustDomain }, 'primary trust domain changed');
+      this.logger.warn(
+        { from: this.state.trustDomain, to: roots.TrustDomain },
+        'primary trust domain changed',
+      );
     this.state.trustDomain = roots.TrustDomain;
     this.state.clusterId = roots.TrustDomain.split('.')[0] ?? '';
     this.state.roots = parsed.map(({ r, c }) => ({
@@ -744,17 +850,30 @@ export class CertificateAuthority {
     {
       this.requirePrimary();
       const c = this.state.config;
-      const keyChanged = parsed.config.privateKeyType !== c.privateKeyType || parsed.config.privateKeyBits !== c.privateKeyBits;
+      const keyChanged =
+        parsed.config.privateKeyType !== c.privateKeyType ||
+        parsed.config.privateKeyBits !== c.privateKeyBits;
       if (keyChanged || parsed.rootCertPem !== undefined) {
-        const opts: RotateOptions = { privateKeyType: parsed.config.privateKeyType, privateKeyBits: parsed.config.privateKeyBits, force: parsed.force };
+        const opts: RotateOptions = {
+          privateKeyType: parsed.config.privateKeyType,
+          privateKeyBits: parsed.config.privateKeyBits,
+          force: parsed.force,
+        };
         if (parsed.rootCertPem !== undefined) opts.rootCertPem = parsed.rootCertPem;
         if (parsed.rootKeyPem !== undefined) opts.rootKeyPem = parsed.rootKeyPem;
         await this.rotateRoot(opts);
       }
       await this.locked(async () => {
         const idx = this.nextIndex();
-        this.state.config = { ...parsed.config, createIndex: this.state.config.createIndex, modifyIndex: idx };
-        this.limiter.reconfigure({ maxPerSecond: parsed.config.csrMaxPerSecond, maxConcurrent: parsed.config.csrMaxConcurrent });
+        this.state.config = {
+          ...parsed.config,
+          createIndex: this.state.config.createIndex,
+          modifyIndex: idx,
+        };
+        this.limiter.reconfigure({
+          maxPerSecond: parsed.config.csrMaxPerSecond,
+          maxConcurrent: parsed.config.csrMaxConcurrent,
+        });
         await this.commit('config');
       });
     }
@@ -764,7 +883,10 @@ export class CertificateAuthority {
 
   private requirePrimary(): void {
     if (!this.isPrimary)
-      throw new MeshError('MESH_ERR_CA_NOT_PRIMARY', `datacenter ${this.options.datacenter} is a secondary; do this in ${this.options.primaryDatacenter}`);
+      throw new MeshError(
+        'MESH_ERR_CA_NOT_PRIMARY',
+        `datacenter ${this.options.datacenter} is a secondary; do this in ${this.options.primaryDatacenter}`,
+      );
   }
 
   private locked<T>(fn: () => Promise<T>): Promise<T> {
@@ -824,22 +946,37 @@ const defaultBits = (t: PrivateKeyType): number => (t === 'rsa' ? 2048 : 256);
 
 function validateTtls(leaf: number, inter: number, root: number): void {
   if (!(leaf >= HOUR && leaf <= 8760 * HOUR))
-    throw new MeshError('MESH_ERR_CA_CONFIG_INVALID', `LeafCertTTL must be between 1h and 8760h, got ${formatDuration(leaf)}`);
+    throw new MeshError(
+      'MESH_ERR_CA_CONFIG_INVALID',
+      `LeafCertTTL must be between 1h and 8760h, got ${formatDuration(leaf)}`,
+    );
   if (!(inter >= 3 * leaf))
-    throw new MeshError('MESH_ERR_CA_CONFIG_INVALID', `IntermediateCertTTL (${formatDuration(inter)}) must be at least 3 × LeafCertTTL`);
+    throw new MeshError(
+      'MESH_ERR_CA_CONFIG_INVALID',
+      `IntermediateCertTTL (${formatDuration(inter)}) must be at least 3 × LeafCertTTL`,
+    );
   if (!(root > inter))
-    throw new MeshError('MESH_ERR_CA_CONFIG_INVALID', `RootCertTTL (${formatDuration(root)}) must exceed IntermediateCertTTL`);
+    throw new MeshError(
+      'MESH_ERR_CA_CONFIG_INVALID',
+      `RootCertTTL (${formatDuration(root)}) must exceed IntermediateCertTTL`,
+    );
 }
 
 /** Validate a Consul CA configuration body into our config; throws MESH_ERR_CA_CONFIG_INVALID. */
 export function parseConfigBody(
   body: unknown,
   current: CaConfigState,
-): { config: Omit<CaConfigState, 'createIndex' | 'modifyIndex'>; rootCertPem?: string; rootKeyPem?: string; force: boolean } {
+): {
+  config: Omit<CaConfigState, 'createIndex' | 'modifyIndex'>;
+  rootCertPem?: string;
+  rootKeyPem?: string;
+  force: boolean;
+} {
   const bad = (m: string): MeshError => new MeshError('MESH_ERR_CA_CONFIG_INVALID', m);
   if (typeof body !== 'object' || body === null) throw bad('CA configuration must be a JSON object');
   const b = body as Record<string, unknown>;
-  if (b['Provider'] !== undefined && b['Provider'] !== 'consul') throw bad(`Provider must be "consul", got ${JSON.stringify(b['Provider'])}`);
+  if (b['Provider'] !== undefined && b['Provider'] !== 'consul')
+    throw bad(`Provider must be "consul", got ${JSON.stringify(b['Provider'])}`);
   const cfg = (b['Config'] ?? {}) as Record<string, unknown>;
   if (typeof cfg !== 'object' || cfg === null) throw bad('Config must be an object');
   const dur = (k: string, cur: number): number => {
@@ -854,11 +991,17 @@ export function parseConfigBody(
   const num = (k: string, cur: number): number => {
     const v = cfg[k];
     if (v === undefined) return cur;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw bad(`Config.${k} must be a non-negative integer`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+      throw bad(`Config.${k} must be a non-negative integer`);
     return v;
   };
   const type = (cfg['PrivateKeyType'] ?? current.privateKeyType) as PrivateKeyType;
-  const bits = num('PrivateKeyBits', cfg['PrivateKeyType'] !== undefined && cfg['PrivateKeyType'] !== current.privateKeyType ? defaultBits(type) : current.privateKeyBits);
+  const bits = num(
+    'PrivateKeyBits',
+    cfg['PrivateKeyType'] !== undefined && cfg['PrivateKeyType'] !== current.privateKeyType
+      ? defaultBits(type)
+      : current.privateKeyBits,
+  );
   checkKeyParams(type, bits);
   const config = {
     leafTtlMs: dur('LeafCertTTL', current.leafTtlMs),

@@ -48,7 +48,10 @@ const curveOf = (bits: number): string => {
     case 224:
       return 'secp224r1';
     default:
-      throw new MeshError('MESH_ERR_CA_CONFIG_INVALID', `EC key bits must be 224, 256, 384 or 521, got ${bits}`);
+      throw new MeshError(
+        'MESH_ERR_CA_CONFIG_INVALID',
+        `EC key bits must be 224, 256, 384 or 521, got ${bits}`,
+      );
   }
 };
 
@@ -58,7 +61,10 @@ export function checkKeyParams(type: PrivateKeyType, bits: number): void {
     if (bits !== 2048 && bits !== 4096)
       throw new MeshError('MESH_ERR_CA_CONFIG_INVALID', `RSA key bits must be 2048 or 4096, got ${bits}`);
   } else if (type !== 'ed25519')
-    throw new MeshError('MESH_ERR_CA_CONFIG_INVALID', `PrivateKeyType must be ec, rsa or ed25519, got ${String(type)}`);
+    throw new MeshError(
+      'MESH_ERR_CA_CONFIG_INVALID',
+      `PrivateKeyType must be ec, rsa or ed25519, got ${String(type)}`,
+    );
 }
 
 export function generateKey(type: PrivateKeyType, bits: number): KeyObject {
@@ -71,7 +77,9 @@ export function generateKey(type: PrivateKeyType, bits: number): KeyObject {
 /** Leaf keys are always EC P-256 (as in Consul). Async: runs on the libuv pool. */
 export function generateLeafKey(): Promise<KeyObject> {
   return new Promise((resolve, reject) =>
-    generateKeyPair('ec', { namedCurve: 'prime256v1' }, (err, _pub, priv) => (err ? reject(err) : resolve(priv))),
+    generateKeyPair('ec', { namedCurve: 'prime256v1' }, (err, _pub, priv) =>
+      err ? reject(err) : resolve(priv),
+    ),
   );
 }
 
@@ -84,7 +92,16 @@ export function keyInfo(k: KeyObject): { type: PrivateKeyType; bits: number } {
   const d = k.asymmetricKeyDetails ?? {};
   if (t === 'ec') {
     const c = d.namedCurve;
-    const bits = c === 'prime256v1' ? 256 : c === 'secp384r1' ? 384 : c === 'secp521r1' ? 521 : c === 'secp224r1' ? 224 : 0;
+    const bits =
+      c === 'prime256v1'
+        ? 256
+        : c === 'secp384r1'
+          ? 384
+          : c === 'secp521r1'
+            ? 521
+            : c === 'secp224r1'
+              ? 224
+              : 0;
     return { type: 'ec', bits };
   }
   if (t === 'rsa') return { type: 'rsa', bits: d.modulusLength ?? 0 };
@@ -93,7 +110,13 @@ export function keyInfo(k: KeyObject): { type: PrivateKeyType; bits: number } {
 }
 
 /** The signature AlgorithmIdentifier and node:crypto digest for a signing key. */
+const sigAlgCache = new WeakMap<KeyObject, { alg: Buffer; digest: string | null }>();
 function sigAlg(k: KeyObject): { alg: Buffer; digest: string | null } {
+  let v = sigAlgCache.get(k);
+  if (!v) sigAlgCache.set(k, (v = sigAlgOf(k)));
+  return v;
+}
+function sigAlgOf(k: KeyObject): { alg: Buffer; digest: string | null } {
   const { type, bits } = keyInfo(k);
   if (type === 'ed25519') return { alg: der.seq(der.oid(OID.ed25519)), digest: null };
   if (type === 'rsa') return { alg: der.seq(der.oid(OID.rsaSha256), der.nul()), digest: 'sha256' };
@@ -131,7 +154,9 @@ export interface CertSpec {
 }
 
 export const ext = (oid: string, critical: boolean, value: Buffer): Buffer =>
-  critical ? der.seq(der.oid(oid), der.bool(true), der.octets(value)) : der.seq(der.oid(oid), der.octets(value));
+  critical
+    ? der.seq(der.oid(oid), der.bool(true), der.octets(value))
+    : der.seq(der.oid(oid), der.octets(value));
 
 export const sanExt = (san: SanSet): Buffer =>
   ext(
@@ -161,12 +186,16 @@ export const keyUsageExt = (bitsSet: number[]): Buffer => {
 export const CA_KEY_USAGE = [0, 5, 6];
 export const LEAF_KEY_USAGE = [0, 2, 3, 4];
 
-export const eku = (): Buffer => ext(OID.extKeyUsage, false, der.seq(der.oid(OID.serverAuth), der.oid(OID.clientAuth)));
+export const eku = (): Buffer =>
+  ext(OID.extKeyUsage, false, der.seq(der.oid(OID.serverAuth), der.oid(OID.clientAuth)));
 export const skiExt = (id: Buffer): Buffer => ext(OID.subjectKeyId, false, der.octets(id));
 export const akiExt = (id: Buffer): Buffer => ext(OID.authorityKeyId, false, der.seq(der.ctxPrim(0, id)));
 
 /** Critical name constraint permitting DNS names and URI hosts (RFC 5280 §4.2.1.10). */
-export const nameConstraintsExt = (permitted: { dns: readonly string[]; uriHosts: readonly string[] }): Buffer =>
+export const nameConstraintsExt = (permitted: {
+  dns: readonly string[];
+  uriHosts: readonly string[];
+}): Buffer =>
   ext(
     OID.nameConstraints,
     true,
@@ -227,7 +256,11 @@ export function parseCertParts(certDer: Buffer): ParsedCertParts {
       const parts = der.children(certDer, e);
       const id = der.decodeOid(der.contentOf(certDer, parts[0]!));
       const critical = parts.length === 3 && certDer[parts[1]!.body] === 0xff;
-      extensions.set(id, { critical, value: der.contentOf(certDer, parts[parts.length - 1]!), raw: der.bytesOf(certDer, e) });
+      extensions.set(id, {
+        critical,
+        value: der.contentOf(certDer, parts[parts.length - 1]!),
+        raw: der.bytesOf(certDer, e),
+      });
     }
   }
   return {
@@ -276,6 +309,15 @@ export function createCsr(key: KeyObject, subject: { cn: string }, san: SanSet):
   return der.derToPem(der.seq(info, alg, der.bitString(sign(digest, info, key))), 'CERTIFICATE REQUEST');
 }
 
+// The digest node:crypto needs for each CSR signature algorithm (null: Ed25519 signs the message).
+const DIGEST_OF: Record<string, string | null> = {
+  [OID.ecdsaSha256]: 'sha256',
+  [OID.ecdsaSha384]: 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+  [OID.rsaSha256]: 'sha256',
+  [OID.ed25519]: null,
+};
+
 export interface ParsedCsr {
   publicKey: KeyObject;
   spki: Buffer;
@@ -289,22 +331,27 @@ export function parseCsr(pem: string): ParsedCsr {
   try {
     const buf = der.pemToDer(pem, 'CERTIFICATE REQUEST');
     const top = der.readTlv(buf, 0);
-    const [infoT, , sigT] = der.children(buf, top);
-    if (!infoT || !sigT || sigT.tag !== 0x03) throw new der.DerError('CSR structure');
+    const [infoT, algT, sigT] = der.children(buf, top);
+    if (!infoT || !algT || !sigT || sigT.tag !== 0x03) throw new der.DerError('CSR structure');
+    const [algOidT] = der.children(buf, algT);
+    const algOid = algOidT ? der.decodeOid(der.contentOf(buf, algOidT)) : '';
+    const digest = DIGEST_OF[algOid];
+    if (digest === undefined)
+      throw new MeshError('MESH_ERR_CA_CSR_INVALID', `CSR signature algorithm ${algOid} is not supported`);
     const info = der.children(buf, infoT);
     const subjectT = info[1]!;
     const spkiT = info[2]!;
     const spki = der.bytesOf(buf, spkiT);
     const publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
     const sig = der.contentOf(buf, sigT).subarray(1);
-    const digest = publicKey.asymmetricKeyType === 'ed25519' ? null : keyInfo(publicKey).bits >= 384 && publicKey.asymmetricKeyType === 'ec' ? 'sha384' : 'sha256';
     if (!verify(digest, der.bytesOf(buf, infoT), publicKey, sig))
       throw new MeshError('MESH_ERR_CA_CSR_INVALID', 'CSR signature does not verify');
     let commonName: string | undefined;
     for (const rdn of der.children(buf, subjectT))
       for (const atv of der.children(buf, rdn)) {
         const [o, v] = der.children(buf, atv);
-        if (o && v && der.decodeOid(der.contentOf(buf, o)) === '2.5.4.3') commonName = der.contentOf(buf, v).toString('utf8');
+        if (o && v && der.decodeOid(der.contentOf(buf, o)) === '2.5.4.3')
+          commonName = der.contentOf(buf, v).toString('utf8');
       }
     const uris: string[] = [];
     const dns: string[] = [];
@@ -328,7 +375,11 @@ export function parseCsr(pem: string): ParsedCsr {
     return { publicKey, spki, commonName, uris, dns };
   } catch (err) {
     if (err instanceof MeshError) throw err;
-    throw new MeshError('MESH_ERR_CA_CSR_INVALID', `CSR cannot be parsed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new MeshError(
+      'MESH_ERR_CA_CSR_INVALID',
+      `CSR cannot be parsed: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
   }
 }
 
@@ -339,7 +390,9 @@ export function loadPrivateKey(pem: string): KeyObject {
     return createPrivateKey(pem);
   } catch (err) {
     // never echo the input: it is a secret
-    throw new MeshError('MESH_ERR_CA_CONFIG_INVALID', 'private key PEM cannot be parsed', { cause: err instanceof Error ? new Error(err.name) : undefined });
+    throw new MeshError('MESH_ERR_CA_CONFIG_INVALID', 'private key PEM cannot be parsed', {
+      cause: err instanceof Error ? new Error(err.name) : undefined,
+    });
   }
 }
 
@@ -347,6 +400,9 @@ export function loadCert(pem: string): X509Certificate {
   try {
     return new X509Certificate(pem);
   } catch (err) {
-    throw new MeshError('MESH_ERR_CA_CHAIN_INVALID', `certificate cannot be parsed: ${err instanceof Error ? err.message : String(err)}`);
+    throw new MeshError(
+      'MESH_ERR_CA_CHAIN_INVALID',
+      `certificate cannot be parsed: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
 }

@@ -107,7 +107,7 @@ export function readTlv(buf: Buffer, at: number, limit = buf.length): Tlv {
 /** The children of a constructed TLV. */
 export function children(buf: Buffer, t: Tlv): Tlv[] {
   const out: Tlv[] = [];
-  for (let at = t.body; at < t.end; ) {
+  for (let at = t.body; at < t.end;) {
     const c = readTlv(buf, at, t.end);
     out.push(c);
     at = c.end;

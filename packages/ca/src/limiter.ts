@@ -32,18 +32,29 @@ export class SigningLimiter {
   async run<T>(fn: () => Promise<T>): Promise<T> {
     const { maxPerSecond, maxConcurrent } = this.options;
     if (maxConcurrent > 0 && this.inFlight >= maxConcurrent)
-      throw new MeshError('MESH_ERR_CA_RATE_LIMITED', `CSR signing: ${maxConcurrent} already in flight, retry later`, {
-        details: { retryAfterMs: 50, limit: 'concurrency' },
-      });
+      throw new MeshError(
+        'MESH_ERR_CA_RATE_LIMITED',
+        `CSR signing: ${maxConcurrent} already in flight, retry later`,
+        {
+          details: { retryAfterMs: 50, limit: 'concurrency' },
+        },
+      );
     if (maxPerSecond > 0) {
       const now = this.clock.monotonic();
-      this.tokens = Math.min(Math.max(1, maxPerSecond), this.tokens + ((now - this.last) * maxPerSecond) / 1000);
+      this.tokens = Math.min(
+        Math.max(1, maxPerSecond),
+        this.tokens + ((now - this.last) * maxPerSecond) / 1000,
+      );
       this.last = now;
       if (this.tokens < 1) {
         const retryAfterMs = Math.ceil(((1 - this.tokens) * 1000) / maxPerSecond);
-        throw new MeshError('MESH_ERR_CA_RATE_LIMITED', `CSR signing rate limit (${maxPerSecond}/s) reached, retry in ${retryAfterMs} ms`, {
-          details: { retryAfterMs, limit: 'rate' },
-        });
+        throw new MeshError(
+          'MESH_ERR_CA_RATE_LIMITED',
+          `CSR signing rate limit (${maxPerSecond}/s) reached, retry in ${retryAfterMs} ms`,
+          {
+            details: { retryAfterMs, limit: 'rate' },
+          },
+        );
       }
       this.tokens -= 1;
     }

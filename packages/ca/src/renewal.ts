@@ -11,7 +11,12 @@ export const SHORT_LIVED_MS = 10 * 60_000;
 export const DEFAULT_ROOT_CHANGE_JITTER_MS = 30_000;
 
 /** Wall-clock ms at which a certificate valid [validAfter, validBefore] should be renewed. */
-export function softExpiry(validAfter: number, validBefore: number, now: number, random: () => number = Math.random): number {
+export function softExpiry(
+  validAfter: number,
+  validBefore: number,
+  now: number,
+  random: () => number = Math.random,
+): number {
   const life = validBefore - validAfter;
   if (life < SHORT_LIVED_MS) return now;
   const start = validAfter + life * SOFT_EXPIRY_START;
@@ -51,7 +56,11 @@ export class RenewalScheduler {
   /** (Re)schedule `renew` for a certificate; the callback should call schedule() again with the new cert. */
   schedule(key: string, validAfter: number, validBefore: number, renew: () => Promise<void>): number {
     const now = this.deps.clock.now();
-    return this.arm(key, { validAfter, validBefore, renew, timer: undefined, dueAt: 0 }, softExpiry(validAfter, validBefore, now, this.random));
+    return this.arm(
+      key,
+      { validAfter, validBefore, renew, timer: undefined, dueAt: 0 },
+      softExpiry(validAfter, validBefore, now, this.random),
+    );
   }
 
   /** Roots changed: every certificate renews at a random point in the jitter window. */
@@ -86,7 +95,10 @@ export class RenewalScheduler {
       if (this.entries.get(key) !== e) return;
       this.entries.delete(key);
       e.renew().catch((err: unknown) => {
-        this.deps.logger.warn({ key, err: err instanceof Error ? err.message : String(err) }, 'certificate renewal failed, retrying in 10s');
+        this.deps.logger.warn(
+          { key, err: err instanceof Error ? err.message : String(err) },
+          'certificate renewal failed, retrying in 10s',
+        );
         if (!this.closed && !this.entries.has(key)) this.arm(key, e, this.deps.clock.now() + 10_000);
       });
     }, delay);

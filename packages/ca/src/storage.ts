@@ -77,7 +77,10 @@ export class FileCaStateStorage implements CaStateStorage {
     const k = options.encryptionKey;
     this.key = k === undefined ? undefined : typeof k === 'string' ? Buffer.from(k, 'base64') : k;
     if (this.key && this.key.length !== 32)
-      throw new MeshError('MESH_ERR_CA_CONFIG_INVALID', 'CA state encryption key must be 32 bytes (base64 of 32 random bytes)');
+      throw new MeshError(
+        'MESH_ERR_CA_CONFIG_INVALID',
+        'CA state encryption key must be 32 bytes (base64 of 32 random bytes)',
+      );
   }
 
   async load(): Promise<CaState | undefined> {
@@ -100,7 +103,10 @@ export class FileCaStateStorage implements CaStateStorage {
       if (this.key) throw new Error('the file is not encrypted but an encryption key is configured');
       return obj as unknown as CaState;
     } catch (err) {
-      throw new MeshError('MESH_ERR_CA_STATE', `CA state ${this.path} cannot be loaded: ${err instanceof Error ? err.message : String(err)}`);
+      throw new MeshError(
+        'MESH_ERR_CA_STATE',
+        `CA state ${this.path} cannot be loaded: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
 
@@ -110,7 +116,12 @@ export class FileCaStateStorage implements CaStateStorage {
       const iv = randomBytes(12);
       const c = createCipheriv('aes-256-gcm', this.key, iv);
       const data = Buffer.concat([c.update(text, 'utf8'), c.final()]);
-      text = JSON.stringify({ format: MAGIC, iv: iv.toString('base64'), tag: c.getAuthTag().toString('base64'), data: data.toString('base64') });
+      text = JSON.stringify({
+        format: MAGIC,
+        iv: iv.toString('base64'),
+        tag: c.getAuthTag().toString('base64'),
+        data: data.toString('base64'),
+      });
     }
     const tmp = `${this.path}.tmp-${process.pid}`;
     const fh = await open(tmp, 'w', 0o600);

@@ -33,14 +33,21 @@ const bad = (code: ErrorCode, reason: string): ChainResult => ({ ok: false, code
  * Verify `certs` (leaf first, then any untrusted intermediates / cross-signed roots, in any order)
  * against `roots`. Never throws for bad input.
  */
-export function verifyChain(certs: readonly CertInput[], roots: readonly CertInput[], opts: VerifyOptions): ChainResult {
+export function verifyChain(
+  certs: readonly CertInput[],
+  roots: readonly CertInput[],
+  opts: VerifyOptions,
+): ChainResult {
   let presented: X509Certificate[];
   let anchors: X509Certificate[];
   try {
     presented = toCerts(certs);
     anchors = toCerts(roots);
   } catch (err) {
-    return bad('MESH_ERR_CA_CHAIN_INVALID', `certificate cannot be parsed: ${err instanceof Error ? err.message : String(err)}`);
+    return bad(
+      'MESH_ERR_CA_CHAIN_INVALID',
+      `certificate cannot be parsed: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   const leaf = presented[0];
   if (!leaf) return bad('MESH_ERR_CA_CHAIN_INVALID', 'no certificate presented');
@@ -55,7 +62,11 @@ export function verifyChain(certs: readonly CertInput[], roots: readonly CertInp
     }
   };
   // Depth-first search for a path ending at a trust anchor; prefer anchors at every step.
-  const search = (cur: X509Certificate, used: Set<X509Certificate>, depth: number): X509Certificate[] | undefined => {
+  const search = (
+    cur: X509Certificate,
+    used: Set<X509Certificate>,
+    depth: number,
+  ): X509Certificate[] | undefined => {
     for (const r of anchors) {
       if (r.fingerprint256 === cur.fingerprint256) return [cur];
       if (issuedBy(cur, r)) return [cur, r];
@@ -71,14 +82,24 @@ export function verifyChain(certs: readonly CertInput[], roots: readonly CertInp
     return undefined;
   };
   const path = search(leaf, new Set(), 0);
-  if (!path) return bad('MESH_ERR_CA_UNTRUSTED', 'certificate does not chain to a trusted root (foreign CA or missing intermediate)');
+  if (!path)
+    return bad(
+      'MESH_ERR_CA_UNTRUSTED',
+      'certificate does not chain to a trusted root (foreign CA or missing intermediate)',
+    );
 
   const skew = opts.skewMs ?? DEFAULT_SKEW_MS;
   for (const c of path) {
     if (Date.parse(c.validFrom) - skew > opts.now)
-      return bad('MESH_ERR_CA_CERT_NOT_YET_VALID', `certificate ${c.subject.replace(/\n/g, ',')} is not valid before ${new Date(c.validFrom).toISOString()}`);
+      return bad(
+        'MESH_ERR_CA_CERT_NOT_YET_VALID',
+        `certificate ${c.subject.replace(/\n/g, ',')} is not valid before ${new Date(c.validFrom).toISOString()}`,
+      );
     if (Date.parse(c.validTo) + skew < opts.now)
-      return bad('MESH_ERR_CA_CERT_EXPIRED', `certificate ${c.subject.replace(/\n/g, ',')} expired at ${new Date(c.validTo).toISOString()}`);
+      return bad(
+        'MESH_ERR_CA_CERT_EXPIRED',
+        `certificate ${c.subject.replace(/\n/g, ',')} expired at ${new Date(c.validTo).toISOString()}`,
+      );
   }
   for (let i = 1; i < path.length; i++) {
     if (!path[i]!.ca) return bad('MESH_ERR_CA_CHAIN_INVALID', 'an issuer in the chain is not a CA');
@@ -105,13 +126,20 @@ export function verifyChain(certs: readonly CertInput[], roots: readonly CertInp
     const id = parseSpiffeId(spiffeId);
     if (!id.ok) return bad('MESH_ERR_CA_TRUST_DOMAIN', `leaf SPIFFE ID is malformed: ${id.reason}`);
     if (id.value.trustDomain !== opts.trustDomain)
-      return bad('MESH_ERR_CA_TRUST_DOMAIN', `leaf is in trust domain ${id.value.trustDomain}, expected ${opts.trustDomain}`);
+      return bad(
+        'MESH_ERR_CA_TRUST_DOMAIN',
+        `leaf is in trust domain ${id.value.trustDomain}, expected ${opts.trustDomain}`,
+      );
   }
   return { ok: true, leaf, path, spiffeId };
 }
 
 /** verifyChain that throws a MeshError with the reason. */
-export function assertChain(certs: readonly CertInput[], roots: readonly CertInput[], opts: VerifyOptions): X509Certificate {
+export function assertChain(
+  certs: readonly CertInput[],
+  roots: readonly CertInput[],
+  opts: VerifyOptions,
+): X509Certificate {
   const r = verifyChain(certs, roots, opts);
   if (!r.ok) throw new MeshError(r.code, r.reason);
   return r.leaf;
@@ -165,16 +193,23 @@ export type SpiffeExpectation = string | ((id: SpiffeId, uri: string) => boolean
  * A `checkServerIdentity` for tls.connect: the server's URI SAN must be the expected SPIFFE ID
  * (or satisfy the predicate) instead of matching a hostname.
  */
-export function spiffeCheckServerIdentity(expected: SpiffeExpectation): (host: string, cert: PeerCertificate) => Error | undefined {
+export function spiffeCheckServerIdentity(
+  expected: SpiffeExpectation,
+): (host: string, cert: PeerCertificate) => Error | undefined {
   return (_host, cert) => {
     const uri = spiffeIdOf(cert);
     if (!uri) return new MeshError('MESH_ERR_CA_IDENTITY_DENIED', 'server certificate has no SPIFFE ID');
     if (typeof expected === 'string') {
-      return uri === expected ? undefined : new MeshError('MESH_ERR_CA_IDENTITY_DENIED', `server is ${uri}, expected ${expected}`);
+      return uri === expected
+        ? undefined
+        : new MeshError('MESH_ERR_CA_IDENTITY_DENIED', `server is ${uri}, expected ${expected}`);
     }
     const id = parseSpiffeId(uri);
-    if (!id.ok) return new MeshError('MESH_ERR_CA_IDENTITY_DENIED', `server SPIFFE ID is malformed: ${id.reason}`);
-    return expected(id.value, uri) ? undefined : new MeshError('MESH_ERR_CA_IDENTITY_DENIED', `server ${uri} is not an accepted identity`);
+    if (!id.ok)
+      return new MeshError('MESH_ERR_CA_IDENTITY_DENIED', `server SPIFFE ID is malformed: ${id.reason}`);
+    return expected(id.value, uri)
+      ? undefined
+      : new MeshError('MESH_ERR_CA_IDENTITY_DENIED', `server ${uri} is not an accepted identity`);
   };
 }
 

@@ -47,7 +47,11 @@ test('primary and secondary leaves pass `openssl verify` against the root (secon
   const leaf2 = writePem(dir, 'l2.pem', splitPems(l2.CertPEM)[0]!);
   t.is((await openssl(['verify', '-CAfile', root, leaf1])).code, 0);
   t.is((await openssl(['verify', '-CAfile', root, '-untrusted', inter, leaf2])).code, 0);
-  t.is((await openssl(['verify', '-CAfile', root, writePem(dir, 'srv.pem', srv.CertPEM)])).code, 0, 'server DNS names pass the name constraint');
+  t.is(
+    (await openssl(['verify', '-CAfile', root, writePem(dir, 'srv.pem', srv.CertPEM)])).code,
+    0,
+    'server DNS names pass the name constraint',
+  );
   const gwLeaf = writePem(dir, 'gw.pem', splitPems(gw.CertPEM)[0]!);
   t.is((await openssl(['verify', '-CAfile', root, '-untrusted', inter, gwLeaf])).code, 0);
   // without the intermediate the secondary's leaf does not verify: the chain really goes through it
@@ -59,23 +63,34 @@ test('primary and secondary leaves pass `openssl verify` against the root (secon
   t.is(l1.ServiceURI, `spiffe://${TD}/ns/default/dc/dc1/svc/web`);
   t.is(l2.ServiceURI, `spiffe://${TD}/ns/default/dc/dc2/svc/api`);
   t.is(gw.ServiceURI, `spiffe://${TD}/gateway/mesh/dc/dc2`);
-  const srvText = (await openssl(['x509', '-noout', '-text', '-in', writePem(dir, 's1.pem', srv.CertPEM)])).out;
+  const srvText = (await openssl(['x509', '-noout', '-text', '-in', writePem(dir, 's1.pem', srv.CertPEM)]))
+    .out;
   t.regex(srvText, /DNS:server\.dc1\.consul, DNS:node1\.server\.dc1\.consul/);
   t.regex(srvText, new RegExp(`URI:spiffe://${TD}/agent/server/dc/dc1`));
   // lifetime 72 h, EC P-256 key
   t.is(Date.parse(l1.ValidBefore) - Date.parse(l1.ValidAfter), 72 * 3600_000 + 60_000);
-  t.is(new X509Certificate(splitPems(l1.CertPEM)[0]!).publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
+  t.is(
+    new X509Certificate(splitPems(l1.CertPEM)[0]!).publicKey.asymmetricKeyDetails?.namedCurve,
+    'prime256v1',
+  );
 });
 
 test('`openssl x509 -text` shows the URI SAN, the critical name constraint, and leaf EKU', async (t) => {
   const dir = tempDir(t);
   const { primary, secondary } = await pair();
-  const root = (await openssl(['x509', '-noout', '-text', '-in', writePem(dir, 'r.pem', primary.trustBundlePems())])).out;
+  const root = (
+    await openssl(['x509', '-noout', '-text', '-in', writePem(dir, 'r.pem', primary.trustBundlePems())])
+  ).out;
   t.regex(root, new RegExp(`URI:spiffe://${TD}\\n`));
   t.regex(root, /X509v3 Name Constraints: critical\s+Permitted:\s+DNS:[^\n]+\.consul\s+DNS:consul\s+URI:/);
   t.regex(root, /Basic Constraints: critical\s+CA:TRUE/);
   t.regex(root, /Key Usage: critical\s+Digital Signature, Certificate Sign, CRL Sign/);
-  const leaf = await secondary.issueLeaf({ kind: 'service', service: 'api', namespace: 'team', partition: 'part1' });
+  const leaf = await secondary.issueLeaf({
+    kind: 'service',
+    service: 'api',
+    namespace: 'team',
+    partition: 'part1',
+  });
   const text = (await openssl(['x509', '-noout', '-text', '-in', writePem(dir, 'l.pem', leaf.CertPEM)])).out;
   t.regex(text, new RegExp(`URI:spiffe://${TD}/ap/part1/ns/team/dc/dc2/svc/api`));
   t.regex(text, /TLS Web Server Authentication, TLS Web Client Authentication/);
@@ -138,8 +153,20 @@ test('refusals: foreign CA, expired, not yet valid, other trust domain — each 
   const dir = tempDir(t);
   const root = writePem(dir, 'root.pem', bundle);
   const chain = splitPems(leaf.CertPEM);
-  const args = ['verify', '-CAfile', root, '-untrusted', writePem(dir, 'i.pem', chain[1]!), writePem(dir, 'l.pem', chain[0]!)];
-  const expired = await openssl([...args.slice(0, 1), '-attime', String(Math.floor(Date.parse(leaf.ValidBefore) / 1000) + 3600), ...args.slice(1)]);
+  const args = [
+    'verify',
+    '-CAfile',
+    root,
+    '-untrusted',
+    writePem(dir, 'i.pem', chain[1]!),
+    writePem(dir, 'l.pem', chain[0]!),
+  ];
+  const expired = await openssl([
+    ...args.slice(0, 1),
+    '-attime',
+    String(Math.floor(Date.parse(leaf.ValidBefore) / 1000) + 3600),
+    ...args.slice(1),
+  ]);
   t.not(expired.code, 0);
   t.regex(expired.out, /expired/);
 });
@@ -162,7 +189,11 @@ test('an intermediate outside the root name constraint is rejected (ours and ope
       notBefore: n - 60_000,
       notAfter: n + 3600_000,
       spki: spkiDer(interKey),
-      extensions: [basicConstraintsExt(true), keyUsageExt(CA_KEY_USAGE), sanExt({ uris: [`spiffe://${evilTd}`] })],
+      extensions: [
+        basicConstraintsExt(true),
+        keyUsageExt(CA_KEY_USAGE),
+        sanExt({ uris: [`spiffe://${evilTd}`] }),
+      ],
     },
     rootKey,
   );
@@ -175,7 +206,10 @@ test('an intermediate outside the root name constraint is rejected (ours and ope
       notBefore: n - 60_000,
       notAfter: n + 3600_000,
       spki: spkiDer(leafKey),
-      extensions: [basicConstraintsExt(false), sanExt({ uris: [`spiffe://${evilTd}/ns/default/dc/dc1/svc/web`] })],
+      extensions: [
+        basicConstraintsExt(false),
+        sanExt({ uris: [`spiffe://${evilTd}/ns/default/dc/dc1/svc/web`] }),
+      ],
     },
     interKey,
   );
@@ -183,8 +217,10 @@ test('an intermediate outside the root name constraint is rejected (ours and ope
   t.like(r, { ok: false, code: 'MESH_ERR_CA_NAME_CONSTRAINT' });
   const o = await openssl([
     'verify',
-    '-CAfile', writePem(dir, 'root.pem', primary.trustBundlePems()),
-    '-untrusted', writePem(dir, 'i.pem', certPem(interDer)),
+    '-CAfile',
+    writePem(dir, 'root.pem', primary.trustBundlePems()),
+    '-untrusted',
+    writePem(dir, 'i.pem', certPem(interDer)),
     writePem(dir, 'l.pem', certPem(leafDer)),
   ]);
   t.not(o.code, 0);
@@ -196,14 +232,19 @@ test('an intermediate outside the root name constraint is rejected (ours and ope
   t.true(isMeshError(e, 'MESH_ERR_CA_TRUST_DOMAIN'));
   // nor one that claims another datacenter than the caller's
   const csr2 = createCsr(interKey, { cn: 'meshfed intermediate CA dc3' }, { uris: [`spiffe://${TD}`] });
-  t.true(isMeshError(await t.throwsAsync(primary.signIntermediateCsr(csr2, 'dc2')), 'MESH_ERR_CA_IDENTITY_DENIED'));
+  t.true(
+    isMeshError(await t.throwsAsync(primary.signIntermediateCsr(csr2, 'dc2')), 'MESH_ERR_CA_IDENTITY_DENIED'),
+  );
 });
 
 test('CSR intake: signs the allowed identity, refuses one the caller does not own, bad CSRs and other DCs', async (t) => {
   const { primary, secondary } = await pair();
   const key = await generateLeafKey();
   const webUri = `spiffe://${TD}/ns/default/dc/dc2/svc/web`;
-  const good = await secondary.signLeafCsr(createCsr(key, { cn: 'web' }, { uris: [webUri] }), { kind: 'service', service: 'web' });
+  const good = await secondary.signLeafCsr(createCsr(key, { cn: 'web' }, { uris: [webUri] }), {
+    kind: 'service',
+    service: 'web',
+  });
   t.is(good.ServiceURI, webUri);
   t.is(good.PrivateKeyPEM, '');
   t.true(new X509Certificate(splitPems(good.CertPEM)[0]!).checkPrivateKey(key));
@@ -214,15 +255,44 @@ test('CSR intake: signs the allowed identity, refuses one the caller does not ow
   t.regex(e1!.message, /svc\/db.*may only have.*svc\/web/);
   t.is((e1 as { status?: number }).status, 403);
 
-  const srvCsr = createCsr(key, { cn: 'x' }, { uris: [`spiffe://${TD}/agent/server/dc/dc1`], dns: ['server.dc1.consul', 'evil.com'] });
-  t.true(isMeshError(await t.throwsAsync(primary.signLeafCsr(srvCsr, { kind: 'server', node: 'n1' })), 'MESH_ERR_CA_IDENTITY_DENIED'));
+  const srvCsr = createCsr(
+    key,
+    { cn: 'x' },
+    { uris: [`spiffe://${TD}/agent/server/dc/dc1`], dns: ['server.dc1.consul', 'evil.com'] },
+  );
+  t.true(
+    isMeshError(
+      await t.throwsAsync(primary.signLeafCsr(srvCsr, { kind: 'server', node: 'n1' })),
+      'MESH_ERR_CA_IDENTITY_DENIED',
+    ),
+  );
   const csrDer = der.pemToDer(createCsr(key, { cn: 'web' }, { uris: [webUri] }));
   csrDer.write('wex', csrDer.indexOf('web'), 'latin1'); // the subject CN changes after signing
   const tampered = der.derToPem(csrDer, 'CERTIFICATE REQUEST');
-  t.true(isMeshError(await t.throwsAsync(secondary.signLeafCsr(tampered, { kind: 'service', service: 'web' })), 'MESH_ERR_CA_CSR_INVALID'));
-  t.true(isMeshError(await t.throwsAsync(secondary.signLeafCsr('garbage', { kind: 'service', service: 'web' })), 'MESH_ERR_CA_CSR_INVALID'));
-  t.true(isMeshError(await t.throwsAsync(secondary.issueLeaf({ kind: 'service', service: 'web', datacenter: 'dc1' })), 'MESH_ERR_CA_IDENTITY_DENIED'));
-  t.true(isMeshError(await t.throwsAsync(secondary.issueLeaf({ kind: 'service', service: 'Web' })), 'MESH_ERR_CA_IDENTITY_DENIED'));
+  t.true(
+    isMeshError(
+      await t.throwsAsync(secondary.signLeafCsr(tampered, { kind: 'service', service: 'web' })),
+      'MESH_ERR_CA_CSR_INVALID',
+    ),
+  );
+  t.true(
+    isMeshError(
+      await t.throwsAsync(secondary.signLeafCsr('garbage', { kind: 'service', service: 'web' })),
+      'MESH_ERR_CA_CSR_INVALID',
+    ),
+  );
+  t.true(
+    isMeshError(
+      await t.throwsAsync(secondary.issueLeaf({ kind: 'service', service: 'web', datacenter: 'dc1' })),
+      'MESH_ERR_CA_IDENTITY_DENIED',
+    ),
+  );
+  t.true(
+    isMeshError(
+      await t.throwsAsync(secondary.issueLeaf({ kind: 'service', service: 'Web' })),
+      'MESH_ERR_CA_IDENTITY_DENIED',
+    ),
+  );
   // the CA keeps working after each refusal
   t.truthy(await secondary.issueLeaf({ kind: 'service', service: 'web' }));
 });
@@ -231,7 +301,9 @@ test('signing limiter: over the rate a request gets MESH_ERR_CA_RATE_LIMITED (42
   const clock = new ManualClock(Date.now());
   const { ca } = makeCa('dc1', { csrMaxPerSecond: 5 }, clock);
   await ca.start();
-  const results = await Promise.allSettled(Array.from({ length: 8 }, () => ca.issueLeaf({ kind: 'service', service: 'web' })));
+  const results = await Promise.allSettled(
+    Array.from({ length: 8 }, () => ca.issueLeaf({ kind: 'service', service: 'web' })),
+  );
   t.is(results.filter((r) => r.status === 'fulfilled').length, 5);
   const rej = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
   t.true(isMeshError(rej.reason, 'MESH_ERR_CA_RATE_LIMITED'));
@@ -257,11 +329,15 @@ test('configuration: validated, refused input changes nothing; key type change r
     t.true(isMeshError(e, 'MESH_ERR_CA_CONFIG_INVALID'), JSON.stringify(bad));
   }
   t.is(JSON.stringify(primary.configuration()), before);
-  t.true(isMeshError(await t.throwsAsync(secondary.setConfiguration({ Config: {} })), 'MESH_ERR_CA_NOT_PRIMARY'));
+  t.true(
+    isMeshError(await t.throwsAsync(secondary.setConfiguration({ Config: {} })), 'MESH_ERR_CA_NOT_PRIMARY'),
+  );
 
   const changes: string[] = [];
   primary.onChange((w) => changes.push(w));
-  await primary.setConfiguration({ Config: { LeafCertTTL: '24h', PrivateKeyType: 'rsa', PrivateKeyBits: 2048, CSRMaxPerSecond: 50 } });
+  await primary.setConfiguration({
+    Config: { LeafCertTTL: '24h', PrivateKeyType: 'rsa', PrivateKeyBits: 2048, CSRMaxPerSecond: 50 },
+  });
   const cfg = primary.configuration();
   t.is(cfg.Config.LeafCertTTL, '24h0m0s');
   t.is(cfg.Config.PrivateKeyType, 'rsa');
@@ -289,9 +365,27 @@ test('rotation without cross-signing is refused unless forced; operator-provided
   const key = join(dir, 'k.pem');
   const crt = join(dir, 'c.pem');
   const mk = await openssl([
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', crt,
-    '-days', '3650', '-subj', '/CN=Operator Root', '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature', '-addext', `subjectAltName=URI:spiffe://${TD}`,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    crt,
+    '-days',
+    '3650',
+    '-subj',
+    '/CN=Operator Root',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign,digitalSignature',
+    '-addext',
+    `subjectAltName=URI:spiffe://${TD}`,
   ]);
   t.is(mk.code, 0, mk.out);
   await primary.rotateRoot({ rootCertPem: readFileSync(crt, 'utf8'), rootKeyPem: readFileSync(key, 'utf8') });
@@ -302,7 +396,12 @@ test('rotation without cross-signing is refused unless forced; operator-provided
   t.is((await openssl(['verify', '-CAfile', crt, lp])).code, 0);
   // mismatched key is refused and changes nothing
   const other = generateKey('ec', 256).export({ type: 'pkcs8', format: 'pem' }) as string;
-  t.true(isMeshError(await t.throwsAsync(primary.rotateRoot({ rootCertPem: readFileSync(crt, 'utf8'), rootKeyPem: other })), 'MESH_ERR_CA_ROTATION_REFUSED'));
+  t.true(
+    isMeshError(
+      await t.throwsAsync(primary.rotateRoot({ rootCertPem: readFileSync(crt, 'utf8'), rootKeyPem: other })),
+      'MESH_ERR_CA_ROTATION_REFUSED',
+    ),
+  );
   t.is(primary.rootsResponse().ActiveRootID, active.ID);
 });
 
@@ -329,7 +428,12 @@ test('secondary: needsIntermediate before install, at half life, and after a pri
   await s.ca.start();
   t.true(s.ca.needsIntermediate());
   t.false(s.ca.ready());
-  t.true(isMeshError(await t.throwsAsync(s.ca.issueLeaf({ kind: 'service', service: 'web' })), 'MESH_ERR_CA_NOT_INITIALIZED'));
+  t.true(
+    isMeshError(
+      await t.throwsAsync(s.ca.issueLeaf({ kind: 'service', service: 'web' })),
+      'MESH_ERR_CA_NOT_INITIALIZED',
+    ),
+  );
   await s.ca.applyPrimaryRoots(p.ca.rootsResponse());
   t.is(s.ca.trustDomain, TD);
   const csr = await s.ca.createIntermediateCsr();
@@ -346,7 +450,12 @@ test('secondary: needsIntermediate before install, at half life, and after a pri
   // installing a certificate for a different key is refused
   const wrong = await p.ca.signIntermediateCsr(csr, 'dc2');
   await s.ca.createIntermediateCsr();
-  t.true(isMeshError(await t.throwsAsync(s.ca.installIntermediate(wrong.certPem, wrong.rootsResponse)), 'MESH_ERR_CA_CHAIN_INVALID'));
+  t.true(
+    isMeshError(
+      await t.throwsAsync(s.ca.installIntermediate(wrong.certPem, wrong.rootsResponse)),
+      'MESH_ERR_CA_CHAIN_INVALID',
+    ),
+  );
 });
 
 test('state persists in a 0600 file, optionally AES-256-GCM encrypted; a restarted CA keeps its root', async (t) => {
@@ -356,7 +465,11 @@ test('state persists in a 0600 file, optionally AES-256-GCM encrypted; a restart
   const mk = (enc?: string) =>
     new CertificateAuthority(
       { ...defaultCaOptions, datacenter: 'dc1', primaryDatacenter: 'dc1' },
-      { logger: silentLogger, clock: systemClock, storage: new FileCaStateStorage(path, enc === undefined ? {} : { encryptionKey: enc }) },
+      {
+        logger: silentLogger,
+        clock: systemClock,
+        storage: new FileCaStateStorage(path, enc === undefined ? {} : { encryptionKey: enc }),
+      },
     );
   const a = mk(key);
   await a.start();

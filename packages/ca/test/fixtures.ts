@@ -4,7 +4,12 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { silentLogger, systemClock, type Clock } from '@meshfed/core';
-import { CertificateAuthority, defaultCaOptions, MemoryCaStateStorage, type CaOptions } from '../src/index.js';
+import {
+  CertificateAuthority,
+  defaultCaOptions,
+  MemoryCaStateStorage,
+  type CaOptions,
+} from '../src/index.js';
 
 export const CLUSTER = '11111111-2222-3333-4444-555555555555';
 export const TD = `${CLUSTER}.consul`;
@@ -19,14 +24,18 @@ export function makeCa(dc: string, opts: Partial<CaOptions> = {}, clock: Clock =
 }
 
 /** Secondary asks the primary for an intermediate, as the federation does over the WAN. */
-export async function federate(primary: CertificateAuthority, secondary: CertificateAuthority): Promise<string> {
+export async function federate(
+  primary: CertificateAuthority,
+  secondary: CertificateAuthority,
+): Promise<string> {
   await secondary.applyPrimaryRoots(primary.rootsResponse());
   const csr = await secondary.createIntermediateCsr();
   const { certPem, rootsResponse } = await primary.signIntermediateCsr(csr, secondaryDc(secondary));
   await secondary.installIntermediate(certPem, rootsResponse);
   return certPem;
 }
-const secondaryDc = (ca: CertificateAuthority): string => (ca as unknown as { options: CaOptions }).options.datacenter;
+const secondaryDc = (ca: CertificateAuthority): string =>
+  (ca as unknown as { options: CaOptions }).options.datacenter;
 
 export async function pair(clock: Clock = systemClock) {
   const p = makeCa('dc1', {}, clock);

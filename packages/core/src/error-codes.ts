@@ -90,9 +90,15 @@ export const errorCodes = {
   MESH_ERR_CA_CERT_EXPIRED: { message: 'certificate has expired', status: 400 },
   MESH_ERR_CA_CERT_NOT_YET_VALID: { message: 'certificate is not yet valid', status: 400 },
   MESH_ERR_CA_TRUST_DOMAIN: { message: 'certificate is not in the expected trust domain', status: 400 },
-  MESH_ERR_CA_NAME_CONSTRAINT: { message: 'certificate name is outside the issuer name constraint', status: 400 },
+  MESH_ERR_CA_NAME_CONSTRAINT: {
+    message: 'certificate name is outside the issuer name constraint',
+    status: 400,
+  },
   MESH_ERR_CA_NOT_PRIMARY: { message: 'this CA operation needs the primary datacenter', status: 400 },
-  MESH_ERR_CA_NO_INTERMEDIATE: { message: 'this secondary datacenter has no intermediate CA yet', status: 503 },
+  MESH_ERR_CA_NO_INTERMEDIATE: {
+    message: 'this secondary datacenter has no intermediate CA yet',
+    status: 503,
+  },
   MESH_ERR_CA_STATE: { message: 'CA state cannot be loaded or saved', status: 500 },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
