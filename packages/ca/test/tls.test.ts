@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { parseSpiffeId } from '@meshfed/core';
 import {
   mtlsClientOptions,
+  verifyChain,
   mtlsServerOptions,
   peerIdentity,
   splitPems,
@@ -112,6 +113,10 @@ test('rotation: old-root-only and new-root-only peers both accept new leaves (cr
   const api = await secondary.issueLeaf({ kind: 'service', service: 'api' });
   t.is(splitPems(web.CertPEM).length, 2, 'primary leaf ships with the cross-signed root');
   t.is(splitPems(api.CertPEM).length, 3, 'secondary leaf: leaf + intermediate + cross-signed root');
+  // our verifier agrees with OpenSSL: both single-root bundles accept both new leaves
+  for (const leaf of [web, api])
+    for (const b of [oldBundle, newOnly])
+      t.true(verifyChain([leaf.CertPEM], b, { now: Date.now(), trustDomain: TD }).ok);
   const oldPeer = await mtlsServer(t, {
     leaf: await primary.issueLeaf({ kind: 'service', service: 'old' }),
     bundle: oldBundle,
