@@ -24,8 +24,20 @@ export type ChainResult =
   | { ok: false; code: ErrorCode; reason: string };
 
 type CertInput = string | X509Certificate;
+// Parsed certificates and signature checks are immutable facts about bytes, so they are cached
+// (bounded; cleared when full). Validity times and name constraints are still checked every call.
+const CACHE_MAX = 2048;
+const parsed = new Map<string, X509Certificate>();
+const issuedCache = new Map<string, boolean>();
+const remember = <V>(m: Map<string, V>, k: string, v: V): V => {
+  if (m.size >= CACHE_MAX) m.clear();
+  m.set(k, v);
+  return v;
+};
+const parsePem = (pem: string): X509Certificate =>
+  parsed.get(pem) ?? remember(parsed, pem, new X509Certificate(pem));
 const toCerts = (list: readonly CertInput[]): X509Certificate[] =>
-  list.flatMap((c) => (typeof c === 'string' ? splitPems(c).map((p) => new X509Certificate(p)) : [c]));
+  list.flatMap((c) => (typeof c === 'string' ? splitPems(c).map(parsePem) : [c]));
 
 const bad = (code: ErrorCode, reason: string): ChainResult => ({ ok: false, code, reason });
 
@@ -55,11 +67,16 @@ export function verifyChain(
   const pool = presented.slice(1);
 
   const issuedBy = (c: X509Certificate, issuer: X509Certificate): boolean => {
+    const key = `${c.fingerprint256}|${issuer.fingerprint256}`;
+    const known = issuedCache.get(key);
+    if (known !== undefined) return known;
+    let ok: boolean;
     try {
-      return c.checkIssued(issuer) && c.verify(issuer.publicKey);
+      ok = c.checkIssued(issuer) && c.verify(issuer.publicKey);
     } catch {
-      return false;
+      ok = false;
     }
+    return remember(issuedCache, key, ok);
   };
   // Depth-first search for a path ending at a trust anchor; prefer anchors at every step.
   const search = (

@@ -2,7 +2,7 @@ import test from 'ava';
 import { statSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { isMeshError, silentLogger, systemClock } from '@meshfed/core';
+import { createLogger, isMeshError, silentLogger, systemClock } from '@meshfed/core';
 import { ManualClock, tempDir } from '@meshfed/testkit';
 import {
   CertificateAuthority,
@@ -496,4 +496,46 @@ test('state persists in a 0600 file, optionally AES-256-GCM encrypted; a restart
   t.true(readFileSync(plainPath, 'utf8').includes('PRIVATE KEY'));
   t.truthy(spiffeIdOf(c.trustBundlePems()[0]!));
   t.truthy(new MemoryCaStateStorage());
+});
+
+test('Ed25519 and RSA CA keys: leaves verify with openssl; EC leaf keys regardless of CA type', async (t) => {
+  const dir = tempDir(t);
+  for (const [type, bits] of [
+    ['ed25519', 256],
+    ['rsa', 2048],
+  ] as const) {
+    const { ca } = makeCa('dc1', { privateKeyType: type, privateKeyBits: bits });
+    await ca.start();
+    const r = ca.rootsResponse().Roots[0]!;
+    t.is(r.PrivateKeyType, type);
+    const leaf = await ca.issueLeaf({ kind: 'service', service: 'web' });
+    const root = writePem(dir, `${type}-root.pem`, ca.trustBundlePems());
+    const o = await openssl(['verify', '-CAfile', root, writePem(dir, `${type}-leaf.pem`, leaf.CertPEM)]);
+    t.is(o.code, 0, o.out);
+    t.is(new X509Certificate(leaf.CertPEM).publicKey.asymmetricKeyType, 'ec');
+    await ca.close();
+  }
+});
+
+test('private keys never reach the logs, whatever the CA does', async (t) => {
+  const lines: string[] = [];
+  const logger = createLogger({ level: 'trace', destination: { write: (s: string) => void lines.push(s) } });
+  const mk = (dc: string) =>
+    new CertificateAuthority(
+      { ...defaultCaOptions, datacenter: dc, primaryDatacenter: 'dc1', clusterId: CLUSTER },
+      { logger, clock: systemClock, storage: new MemoryCaStateStorage() },
+    );
+  const p = mk('dc1');
+  const s = mk('dc2');
+  await p.start();
+  await s.start();
+  await s.applyPrimaryRoots(p.rootsResponse());
+  const csr = await s.createIntermediateCsr();
+  const signed = await p.signIntermediateCsr(csr, 'dc2');
+  await s.installIntermediate(signed.certPem, signed.rootsResponse);
+  await p.rotateRoot();
+  await s.issueLeaf({ kind: 'service', service: 'web' });
+  await t.throwsAsync(p.rotateRoot({ rootCertPem: p.trustBundlePems()[0]!, rootKeyPem: 'not a key' }));
+  t.true(lines.length >= 3, 'lifecycle events were logged');
+  t.false(lines.join('').includes('PRIVATE KEY'));
 });
