@@ -84,6 +84,22 @@ export const errorCodes = {
   MESH_ERR_FED_DC_UNKNOWN: { message: 'unknown datacenter', status: 404 },
   MESH_ERR_FED_JOIN_CONFLICT: { message: 'joining would discard local data', status: 409 },
   MESH_ERR_FED_PEER_REJECTED: { message: 'federation peer rejected', status: 403 },
+  // --- CA (packages/ca, issue 3) -------------------------------------------------------------
+  MESH_ERR_CA_IDENTITY_DENIED: { message: 'the requested certificate identity is not allowed', status: 403 },
+  MESH_ERR_CA_UNTRUSTED: { message: 'certificate does not chain to a trusted root', status: 400 },
+  MESH_ERR_CA_CERT_EXPIRED: { message: 'certificate has expired', status: 400 },
+  MESH_ERR_CA_CERT_NOT_YET_VALID: { message: 'certificate is not yet valid', status: 400 },
+  MESH_ERR_CA_TRUST_DOMAIN: { message: 'certificate is not in the expected trust domain', status: 400 },
+  MESH_ERR_CA_NAME_CONSTRAINT: {
+    message: 'certificate name is outside the issuer name constraint',
+    status: 400,
+  },
+  MESH_ERR_CA_NOT_PRIMARY: { message: 'this CA operation needs the primary datacenter', status: 400 },
+  MESH_ERR_CA_NO_INTERMEDIATE: {
+    message: 'this secondary datacenter has no intermediate CA yet',
+    status: 503,
+  },
+  MESH_ERR_CA_STATE: { message: 'CA state cannot be loaded or saved', status: 500 },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
 export type ErrorCode = keyof typeof errorCodes;
