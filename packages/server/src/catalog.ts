@@ -404,12 +404,15 @@ export class CatalogReader {
   }
 
   static healthKeys(service: string, connect: boolean): WatchKey[] {
-    // Service checks carry the service name as their secondary key; node checks carry ''.
-    return [
-      ...CatalogReader.instanceKeys(service, connect),
-      { table: T_CHECKS, secondary: service },
-      { table: T_CHECKS, secondary: '' },
-    ];
+    // Service checks carry the service name as their secondary key; node checks carry ''. Proxies
+    // have names of their own, so a connect read depends on every check.
+    const checks: WatchKey[] = connect
+      ? [{ table: T_CHECKS }]
+      : [
+          { table: T_CHECKS, secondary: service },
+          { table: T_CHECKS, secondary: '' },
+        ];
+    return [...CatalogReader.instanceKeys(service, connect), ...checks];
   }
 
   /** GET /v1/catalog/service/:s shape. */
@@ -454,16 +457,44 @@ export class CatalogReader {
     opts: { passing: boolean; tags: readonly string[] },
   ): HealthEntry[] {
     const out: HealthEntry[] = [];
+    // Checks by service name (one indexed lookup per distinct name) and node-level checks (secondary
+    // ''), instead of scanning every check of every node an instance lives on.
+    const byService = new Map<string, Map<string, Indexed<CheckValue>[]>>();
+    const serviceChecks = (name: string): Map<string, Indexed<CheckValue>[]> => {
+      let m = byService.get(name);
+      if (!m) {
+        m = new Map();
+        for (const c of this.store.list<CheckValue>(T_CHECKS, { secondary: name })) {
+          const k = `${c.value.Node}/${c.value.ServiceID}`;
+          const list = m.get(k) ?? [];
+          list.push(withIdx(c));
+          m.set(k, list);
+        }
+        byService.set(name, m);
+      }
+      return m;
+    };
+    let nodeChecks: Map<string, Indexed<CheckValue>[]> | undefined;
+    const nodeLevel = (node: string): Indexed<CheckValue>[] => {
+      if (!nodeChecks) {
+        nodeChecks = new Map();
+        for (const c of this.store.list<CheckValue>(T_CHECKS, { secondary: '' })) {
+          const list = nodeChecks.get(c.value.Node) ?? [];
+          list.push(withIdx(c));
+          nodeChecks.set(c.value.Node, list);
+        }
+      }
+      return nodeChecks.get(node) ?? [];
+    };
+    const nodes = new Map<string, StoredRow<NodeValue> | undefined>();
     for (const r of this.instances(service, connect)) {
       const s = r.value;
       if (!opts.tags.every((t) => s.Tags.includes(t))) continue;
       const nodeName = r.key.slice(0, r.key.length - s.ID.length - 1);
-      const n = this.node(nodeName);
+      if (!nodes.has(nodeName)) nodes.set(nodeName, this.node(nodeName));
+      const n = nodes.get(nodeName);
       if (!n) continue;
-      const checks = this.store
-        .list<CheckValue>(T_CHECKS, { prefix: `${nodeName}/` })
-        .filter((c) => c.value.ServiceID === '' || c.value.ServiceID === s.ID)
-        .map(withIdx);
+      const checks = [...nodeLevel(nodeName), ...(serviceChecks(s.Service).get(`${nodeName}/${s.ID}`) ?? [])];
       if (opts.passing && checks.some((c) => c.Status !== 'passing')) continue;
       out.push({ Node: withIdx(n), Service: withIdx(r), Checks: checks });
     }

@@ -131,6 +131,7 @@ export class MeshServer {
   private httpServer: http.Server | https.Server | undefined;
   private readonly inflight = new Set<AbortController>();
   private readonly leaves = new Map<string, IssuedLeaf>();
+  private readonly readMemo = new Map<string, { index: number; body: unknown }>();
   private caUnsubscribe: (() => void) | undefined;
   private started = false;
   private closed = false;
@@ -367,8 +368,21 @@ export class MeshServer {
     res.end(out.body);
   }
 
-  private read(req: ApiRequest, keys: readonly WatchKey[], read: () => unknown): Promise<ApiResponse> {
-    return blockingRead(req, this.store, this.clock, this.blocking, keys, read);
+  private async read(req: ApiRequest, keys: readonly WatchKey[], read: () => unknown): Promise<ApiResponse> {
+    // Many watchers of one result wake together on one change; compute the answer once per index.
+    const q = [...req.query.entries()].filter(([k]) => k !== 'index' && k !== 'wait').sort();
+    const memoKey = `${req.path}?${new URLSearchParams(q).toString()}`;
+    const out = await blockingRead(req, this.store, this.clock, this.blocking, keys, () => {
+      const index = this.store.indexOf(keys);
+      const hit = this.readMemo.get(memoKey);
+      if (hit && hit.index === index) return hit.body;
+      const body = read();
+      this.readMemo.delete(memoKey);
+      this.readMemo.set(memoKey, { index, body });
+      if (this.readMemo.size > 1000) this.readMemo.delete(this.readMemo.keys().next().value!);
+      return body;
+    });
+    return out;
   }
 
   private write(ops: readonly WriteOp[]): number {
@@ -729,7 +743,7 @@ export class MeshServer {
 
     // federation hooks (contracts.md)
     get('/v1/internal/federation-states/mesh-gateways', (req) =>
-      this.read(req, [{ table: T_SERVICES }, { table: T_CHECKS }], () => {
+      this.read(req, [{ table: T_SERVICES }, { table: T_CHECKS }, { table: T_NODES }], () => {
         const gateways = new Set(
           this.store
             .list<ServiceValue>(T_SERVICES)
