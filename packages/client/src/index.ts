@@ -4,3 +4,4 @@
  * blocking-query watches. Used by the gateway, the sidecar, the CLI and the testbed.
  */
 export * from './api-client.js';
+export * from './server-api.js';

@@ -100,6 +100,15 @@ export const errorCodes = {
     status: 503,
   },
   MESH_ERR_CA_STATE: { message: 'CA state cannot be loaded or saved', status: 500 },
+  // --- server (catalog, health, intentions, config entries, HTTP API) -------------------------
+  MESH_ERR_SERVER_DC_UNKNOWN: { message: 'no path to datacenter', status: 404 },
+  MESH_ERR_SERVER_CA_NOT_READY: { message: 'the CA is not available on this server yet', status: 503 },
+  MESH_ERR_SERVER_TLS_REQUIRED: {
+    message: 'the HTTP API binds to a non-loopback address and needs http.tls',
+    status: 400,
+  },
+  MESH_ERR_SERVER_CHECK_NOT_FOUND: { message: 'unknown check ID', status: 404 },
+  MESH_ERR_SERVER_SERVICE_NOT_FOUND: { message: 'unknown service ID', status: 404 },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
 export type ErrorCode = keyof typeof errorCodes;
