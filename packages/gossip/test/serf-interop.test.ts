@@ -121,6 +121,10 @@ test.serial('join, tags, user events and queries work both ways with a serf agen
   await pool.setTags({ role: 'gossip-ts', dc: 'dc2' });
   await waitFor(async () => (await agentSees(agent, 'ts-a', 'alive')).includes('dc=dc2'), { what: 'our tag update' });
 
+  // the agent answered our probes (ping/ack over UDP, LZW-compressed compound replies)
+  t.true(pool.memberlist.stats.probes > 0);
+  t.is(pool.memberlist.stats.probeFailures, 0);
+
   // graceful leave
   await pool.leave();
   await agentSees(agent, 'ts-a', 'left');
@@ -192,4 +196,26 @@ test.serial('encryption: right key joins, wrong key is rejected and counted; ser
   t.is(await got, 'after-rotation');
   const ours2 = await pool.keys.list();
   t.deepEqual(Object.keys(ours2.primaryKeys), [k2]);
+});
+
+test.serial('a 3-agent cluster with us inside converges, with compression off on our side and one agent', async (t) => {
+  const dir = tempDir(t);
+  const a = await startAgent(t, dir, 'agent-f');
+  const b = await startAgent(t, dir, 'agent-g', ['-disable-compression']);
+  const c = await startAgent(t, dir, 'agent-h');
+  await serf(['join', `-rpc-addr=${b.rpc}`, `127.0.0.1:${a.port}`]);
+  await serf(['join', `-rpc-addr=${c.rpc}`, `127.0.0.1:${a.port}`]);
+  const pool = await ours(t, { nodeName: 'ts-f', memberlist: { enableCompression: false } });
+  await pool.join([`127.0.0.1:${b.port}`]);
+  for (const agent of [a, b, c]) await agentSees(agent, 'ts-f', 'alive');
+  await waitFor(() => ['agent-f', 'agent-g', 'agent-h'].every((n) => memberIs(pool, n, 'alive')), {
+    what: 'we see all three agents',
+  });
+  // an event from one agent reaches us through the gossip of the others
+  const got = new Promise<string>((r) => pool.on('user', (e) => r(e.name)));
+  await serf(['event', `-rpc-addr=${c.rpc}`, 'from-h']);
+  t.is(await got, 'from-h');
+  await c.stop('SIGTERM');
+  await waitFor(() => memberIs(pool, 'agent-h', 'failed'), { timeoutMs: 30_000, what: 'agent-h failed in our view' });
+  await agentSees(a, 'agent-h', 'failed');
 });
