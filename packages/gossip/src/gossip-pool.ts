@@ -7,7 +7,14 @@ import { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import { MeshError, type Clock, type Logger, type TimerHandle } from '@meshfed/core';
 import { Keyring, parseKey } from './keyring.js';
-import { Memberlist, ipBytes, ipString, profiles, type MemberlistConfig, type NodeInfo } from './memberlist.js';
+import {
+  Memberlist,
+  ipBytes,
+  ipString,
+  profiles,
+  type MemberlistConfig,
+  type NodeInfo,
+} from './memberlist.js';
 import {
   asArr,
   asBig,
@@ -25,7 +32,13 @@ import {
 import { NetTransport, type Addr, type Transport } from './transport.js';
 
 export type MemberStatus = 'alive' | 'leaving' | 'left' | 'failed';
-const statusCode: Record<MemberStatus | 'none', number> = { none: 0, alive: 1, leaving: 2, left: 3, failed: 4 };
+const statusCode: Record<MemberStatus | 'none', number> = {
+  none: 0,
+  alive: 1,
+  leaving: 2,
+  left: 3,
+  failed: 4,
+};
 
 export interface Member {
   name: string;
@@ -200,8 +213,13 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
   private eventMinTime = 0n;
   private readonly eventBuffer: ({ ltime: bigint; events: { name: Buffer; payload: Buffer }[] } | null)[] =
     new Array(EVENT_BUFFER).fill(null);
-  private readonly queryBuffer: ({ ltime: bigint; ids: number[] } | null)[] = new Array(QUERY_BUFFER).fill(null);
-  private readonly pendingQueries = new Map<string, { acks: Set<string>; responses: Map<string, Buffer>; deadline: number }>();
+  private readonly queryBuffer: ({ ltime: bigint; ids: number[] } | null)[] = new Array(QUERY_BUFFER).fill(
+    null,
+  );
+  private readonly pendingQueries = new Map<
+    string,
+    { acks: Set<string>; responses: Map<string, Buffer>; deadline: number }
+  >();
   private readonly intentQueue: { msg: Buffer; transmits: number; done?: () => void }[] = [];
   private readonly queryQueue: { msg: Buffer; transmits: number }[] = [];
   private readonly eventQueue: { msg: Buffer; transmits: number }[] = [];
@@ -249,7 +267,10 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
       notifyLeave: (n) => this.onNodeLeave(n),
       notifyUpdate: (n) => this.onNodeUpdate(n),
       notifyConflict: (a, b) =>
-        this.log.error({ node: a.name, existing: `${a.host}:${a.port}`, other: `${b.host}:${b.port}` }, 'name conflict'),
+        this.log.error(
+          { node: a.name, existing: `${a.host}:${a.port}`, other: `${b.host}:${b.port}` },
+          'name conflict',
+        ),
     };
     this.keys = {
       install: (k) => this.keyQuery('install-key', parseKey(k)),
@@ -270,7 +291,10 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     await this.memberlist.start();
     const reap = this.opts.reapIntervalMs ?? 15_000;
     this.reapTimer = this.clock.setInterval(() => this.reap(), reap);
-    this.reconnectTimer = this.clock.setInterval(() => this.reconnect(), this.opts.reconnectIntervalMs ?? 30_000);
+    this.reconnectTimer = this.clock.setInterval(
+      () => this.reconnect(),
+      this.opts.reconnectIntervalMs ?? 30_000,
+    );
   }
 
   async close(): Promise<void> {
@@ -325,7 +349,8 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
   }
 
   async setTags(tags: Record<string, string>): Promise<void> {
-    if (encodeTags(tags).length > META_MAX) throw new MeshError('MESH_ERR_GOSSIP_PACKET', 'encoded tags exceed 512 bytes');
+    if (encodeTags(tags).length > META_MAX)
+      throw new MeshError('MESH_ERR_GOSSIP_PACKET', 'encoded tags exceed 512 bytes');
     this.tags = { ...tags };
     this.memberlist.updateNode();
     return Promise.resolve();
@@ -342,7 +367,8 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     const ltime = this.eventClock.time();
     this.eventClock.increment();
     const raw = serfMsg(SerfMsg.userEvent, { CC: coalesce, LTime: ltime, Name: name, Payload: p });
-    if (raw.length > limit + 64 && raw.length > 9 * 1024) throw new MeshError('MESH_ERR_GOSSIP_PACKET', 'user event too large');
+    if (raw.length > limit + 64 && raw.length > 9 * 1024)
+      throw new MeshError('MESH_ERR_GOSSIP_PACKET', 'user event too large');
     this.handleUserEvent(ltime, Buffer.from(name), p, coalesce);
     this.eventQueue.push({ msg: raw, transmits: 0 });
   }
@@ -402,9 +428,13 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     const out: Buffer[] = [];
     let used = 0;
     const max = Math.max(1, this.retransmitLimit());
-    for (const q of [this.intentQueue, this.queryQueue, this.eventQueue] as { msg: Buffer; transmits: number; done?: () => void }[][]) {
+    for (const q of [this.intentQueue, this.queryQueue, this.eventQueue] as {
+      msg: Buffer;
+      transmits: number;
+      done?: () => void;
+    }[][]) {
       q.sort((a, b) => a.transmits - b.transmits);
-      for (let i = 0; i < q.length; ) {
+      for (let i = 0; i < q.length;) {
         const it = q[i]!;
         if (used + it.msg.length + overhead > limit) {
           i++;
@@ -431,7 +461,8 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
       switch (t) {
         case SerfMsg.join: {
           const d = asMap(decode(body));
-          if (this.handleJoinIntent(asBig(d['LTime']), asStr(d['Node']))) this.intentQueue.push({ msg: Buffer.from(m), transmits: 0 });
+          if (this.handleJoinIntent(asBig(d['LTime']), asStr(d['Node'])))
+            this.intentQueue.push({ msg: Buffer.from(m), transmits: 0 });
           return;
         }
         case SerfMsg.leave: {
@@ -471,7 +502,8 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
           const [h, end] = decodeAt(body, 0);
           const dest = asMap(asMap(h)['DestAddr']);
           const host = ipString(asBytes(dest['IP']) ?? Buffer.alloc(0));
-          if (host) this.memberlist.sendUser({ host, port: asUint(dest['Port']) }, Buffer.from(body.subarray(end)));
+          if (host)
+            this.memberlist.sendUser({ host, port: asUint(dest['Port']) }, Buffer.from(body.subarray(end)));
           return;
         }
         default:
@@ -491,7 +523,9 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
       if (m.member.status === 'left') left.push(name);
     }
     const events: Encodable[] = this.eventBuffer.map((e) =>
-      e === null ? null : { Events: e.events.map((x) => ({ Name: x.name, Payload: x.payload })), LTime: e.ltime },
+      e === null
+        ? null
+        : { Events: e.events.map((x) => ({ Name: x.name, Payload: x.payload })), LTime: e.ltime },
     );
     return serfMsg(SerfMsg.pushPull, {
       EventLTime: this.eventClock.time(),
@@ -533,7 +567,12 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
       const ltime = asBig(em['LTime']);
       for (const ev of asArr(em['Events'])) {
         const x = asMap(ev);
-        this.handleUserEvent(ltime, asBytes(x['Name']) ?? Buffer.alloc(0), asBytes(x['Payload']) ?? Buffer.alloc(0), false);
+        this.handleUserEvent(
+          ltime,
+          asBytes(x['Name']) ?? Buffer.alloc(0),
+          asBytes(x['Payload']) ?? Buffer.alloc(0),
+          false,
+        );
       }
     }
   }
@@ -616,7 +655,10 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
   private broadcastJoin(ltime: bigint): void {
     this.memberClock.witness(ltime);
     this.handleJoinIntent(ltime, this.opts.nodeName);
-    this.intentQueue.push({ msg: serfMsg(SerfMsg.join, { LTime: ltime, Node: this.opts.nodeName }), transmits: 0 });
+    this.intentQueue.push({
+      msg: serfMsg(SerfMsg.join, { LTime: ltime, Node: this.opts.nodeName }),
+      transmits: 0,
+    });
   }
 
   private handleJoinIntent(ltime: bigint, node: string): boolean {
@@ -653,7 +695,8 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
   }
 
   private hasAliveMembers(): boolean {
-    for (const [name, m] of this.memberMap) if (name !== this.opts.nodeName && m.member.status === 'alive') return true;
+    for (const [name, m] of this.memberMap)
+      if (name !== this.opts.nodeName && m.member.status === 'alive') return true;
     return false;
   }
 
@@ -662,7 +705,8 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     const reconnectTimeout = this.opts.reconnectTimeoutMs ?? 24 * 3600_000;
     const tombstone = this.opts.tombstoneTimeoutMs ?? 24 * 3600_000;
     for (const [name, m] of this.memberMap) {
-      const limit = m.member.status === 'failed' ? reconnectTimeout : m.member.status === 'left' ? tombstone : -1;
+      const limit =
+        m.member.status === 'failed' ? reconnectTimeout : m.member.status === 'left' ? tombstone : -1;
       if (limit >= 0 && now - m.leaveTime > limit) {
         this.memberMap.delete(name);
         this.emit('member-reap', { ...m.member });
@@ -773,15 +817,27 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     let answered = false;
     const respond = (payload: Buffer): void => {
       if (answered) throw new MeshError('MESH_ERR_GOSSIP_QUERY', 'query already answered');
-      if (this.clock.monotonic() > deadline) throw new MeshError('MESH_ERR_GOSSIP_QUERY', 'query deadline passed');
+      if (this.clock.monotonic() > deadline)
+        throw new MeshError('MESH_ERR_GOSSIP_QUERY', 'query deadline passed');
       const msg = { Flags: 0, From: this.opts.nodeName, ID: q.id, LTime: q.ltime, Payload: payload };
       if (serfMsg(SerfMsg.queryResponse, msg).length > QUERY_RESPONSE_SIZE_LIMIT)
-        throw new MeshError('MESH_ERR_GOSSIP_QUERY', `response exceeds the ${QUERY_RESPONSE_SIZE_LIMIT}-byte limit`);
+        throw new MeshError(
+          'MESH_ERR_GOSSIP_QUERY',
+          `response exceeds the ${QUERY_RESPONSE_SIZE_LIMIT}-byte limit`,
+        );
       answered = true;
       if (to) this.sendResponse(to, msg);
     };
     if (q.name.startsWith('_serf_')) this.internalQuery(q, respond);
-    else this.emit('query', { ltime: q.ltime, id: q.id, name: q.name, payload: q.payload, sourceNode: q.sourceNode, respond });
+    else
+      this.emit('query', {
+        ltime: q.ltime,
+        id: q.id,
+        name: q.name,
+        payload: q.payload,
+        sourceNode: q.sourceNode,
+        respond,
+      });
     return rebroadcast;
   }
 
@@ -889,7 +945,6 @@ interface Query {
   name: string;
   payload: Buffer;
 }
-
 
 function safeTags(meta: Buffer): Record<string, string> {
   try {

@@ -5,7 +5,14 @@
 export * from './gossip-pool.js';
 export * from './wan-pool.js';
 export { Keyring, keygen, parseKey } from './keyring.js';
-export { Memberlist, profiles, suspicionTimeout, type MemberlistConfig, type NodeInfo, type NodeStatus } from './memberlist.js';
+export {
+  Memberlist,
+  profiles,
+  suspicionTimeout,
+  type MemberlistConfig,
+  type NodeInfo,
+  type NodeStatus,
+} from './memberlist.js';
 export { MemoryNetwork, NetTransport, StreamConn, type Addr, type Transport } from './transport.js';
 export { lzwCompress, lzwDecompress } from './lzw.js';
 export * as msgpack from './msgpack.js';

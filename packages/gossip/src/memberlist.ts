@@ -411,8 +411,16 @@ export class Memberlist {
     } else if (!st.addr.equals(a.addr) || st.port !== a.port) {
       if (st.state === 'left') updatesNode = true;
       else {
-        this.log.warn({ node: a.node, old: `${st.host}:${st.port}`, new: `${host}:${a.port}` }, 'conflicting address');
-        this.delegate?.notifyConflict?.(this.info(st), { ...this.info(st), host, port: a.port, meta: a.meta });
+        this.log.warn(
+          { node: a.node, old: `${st.host}:${st.port}`, new: `${host}:${a.port}` },
+          'conflicting address',
+        );
+        this.delegate?.notifyConflict?.(this.info(st), {
+          ...this.info(st),
+          host,
+          port: a.port,
+          meta: a.meta,
+        });
         return;
       }
     }
@@ -477,7 +485,16 @@ export class Memberlist {
         this.deadNode({ incarnation: st.incarnation, node: s.node, from: this.name });
       }
     };
-    const sus: Suspicion = { k, n: 0, min, max, start: changeTime, from: new Set([s.from]), timer: undefined, fire };
+    const sus: Suspicion = {
+      k,
+      n: 0,
+      min,
+      max,
+      start: changeTime,
+      from: new Set([s.from]),
+      timer: undefined,
+      fire,
+    };
     sus.timer = this.clock.setTimeout(fire, k < 1 ? min : max);
     this.timers.set(s.node, sus);
   }
@@ -610,7 +627,10 @@ export class Memberlist {
     }
   }
 
-  private replyAddr(p: { sourceAddr?: Buffer | undefined; sourcePort?: number | undefined }, from: Addr): Addr {
+  private replyAddr(
+    p: { sourceAddr?: Buffer | undefined; sourcePort?: number | undefined },
+    from: Addr,
+  ): Addr {
     if (p.sourceAddr && p.sourceAddr.length > 0 && p.sourcePort) {
       const host = ipString(p.sourceAddr);
       if (host) return { host, port: p.sourcePort };
@@ -620,7 +640,10 @@ export class Memberlist {
 
   private handlePing(p: ReturnType<typeof decodePing>, from: Addr): void {
     if (p.node && p.node !== this.name) return this.drop('ping_wrong_node');
-    this.sendMsg(this.replyAddr(p, from), encodeAck({ seqNo: p.seqNo, payload: this.delegate?.ackPayload?.() }));
+    this.sendMsg(
+      this.replyAddr(p, from),
+      encodeAck({ seqNo: p.seqNo, payload: this.delegate?.ackPayload?.() }),
+    );
   }
 
   private handleIndirect(r: ReturnType<typeof decodeIndirect>, from: Addr): void {
@@ -758,7 +781,8 @@ export class Memberlist {
   private resetNodes(): void {
     const now = this.clock.monotonic();
     this.nodes = this.nodes.filter((n) => {
-      const gone = (n.state === 'dead' || n.state === 'left') && now - n.stateChange > this.cfg.gossipToTheDeadMs;
+      const gone =
+        (n.state === 'dead' || n.state === 'left') && now - n.stateChange > this.cfg.gossipToTheDeadMs;
       if (gone) this.nodeMap.delete(n.name);
       return !gone;
     });
@@ -799,7 +823,10 @@ export class Memberlist {
       else
         this.rawSend(
           to,
-          makeCompound([ping, encodeSuspect({ incarnation: target.incarnation, node: target.name, from: this.name })]),
+          makeCompound([
+            ping,
+            encodeSuspect({ incarnation: target.incarnation, node: target.name, from: this.name }),
+          ]),
           target,
         );
       await new Promise<void>((r) => {
@@ -838,7 +865,10 @@ export class Memberlist {
       if ((target.vsn[1] ?? 0) >= 3 && remaining > 0)
         void this.tcpPing(to, target.name, remaining).then((ok) => {
           if (ok && !acked) {
-            this.log.warn({ node: target.name }, 'was able to connect over TCP but UDP probes failed; network may be misconfigured');
+            this.log.warn(
+              { node: target.name },
+              'was able to connect over TCP but UDP probes failed; network may be misconfigured',
+            );
             acked = true;
             ackWaiter?.();
           }
@@ -869,7 +899,9 @@ export class Memberlist {
     let conn: StreamConn | undefined;
     try {
       conn = await this.transport.dial(to, timeoutMs);
-      conn.write(wrapStream(encodePing({ seqNo: seq, node: name }), this.cfg.enableCompression, this.keyring));
+      conn.write(
+        wrapStream(encodePing({ seqNo: seq, node: name }), this.cfg.enableCompression, this.keyring),
+      );
       const msg = await conn.read((b) => this.parse(b), timeoutMs);
       return msg.type === 'ack' && msg.ack.seqNo === seq;
     } catch {
@@ -936,12 +968,16 @@ export class Memberlist {
       const msg = await conn.read((b) => this.parse(b), this.cfg.tcpTimeoutMs);
       switch (msg.type) {
         case 'pushPull':
-          conn.write(wrapStream(this.localPushPull(msg.pushPull.join), this.cfg.enableCompression, this.keyring));
+          conn.write(
+            wrapStream(this.localPushPull(msg.pushPull.join), this.cfg.enableCompression, this.keyring),
+          );
           this.mergeRemote(msg.pushPull.nodes, msg.pushPull.userState, msg.pushPull.join);
           break;
         case 'ping':
           if (msg.ping.node && msg.ping.node !== this.name) break;
-          conn.write(wrapStream(encodeAck({ seqNo: msg.ping.seqNo }), this.cfg.enableCompression, this.keyring));
+          conn.write(
+            wrapStream(encodeAck({ seqNo: msg.ping.seqNo }), this.cfg.enableCompression, this.keyring),
+          );
           break;
         case 'user':
           this.delegate?.notifyMsg(msg.payload, conn.remote);
@@ -971,7 +1007,14 @@ export class Memberlist {
       switch (r.state) {
         case NodeStateCode.alive:
           this.aliveNode(
-            { incarnation: r.incarnation, node: r.name, addr: r.addr, port: r.port, meta: r.meta, vsn: r.vsn },
+            {
+              incarnation: r.incarnation,
+              node: r.name,
+              addr: r.addr,
+              port: r.port,
+              meta: r.meta,
+              vsn: r.vsn,
+            },
             false,
           );
           break;
@@ -1009,7 +1052,8 @@ export function ipBytes(host: string): Buffer {
 export function ipString(b: Buffer): string | undefined {
   if (b.length === 4) return [...b].join('.');
   if (b.length === 16) {
-    if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return [...b.subarray(12)].join('.');
+    if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff)
+      return [...b.subarray(12)].join('.');
     const parts: string[] = [];
     for (let i = 0; i < 16; i += 2) parts.push(b.readUInt16BE(i).toString(16));
     return parts.join(':');

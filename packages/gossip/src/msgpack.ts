@@ -90,13 +90,21 @@ function writeInt(w: Writer, v: number | bigint): void {
   }
   if (v >= 0) {
     if (v < 128) w.u8(v);
-    else if (v < 0x100) (w.u8(0xcc), w.u8(v));
-    else if (v < 0x10000) (w.u8(0xcd), w.u16(v));
-    else if (v < 0x100000000) (w.u8(0xce), w.u32(v));
-    else writeInt(w, BigInt(v));
+    else if (v < 0x100) {
+      w.u8(0xcc);
+      w.u8(v);
+    } else if (v < 0x10000) {
+      w.u8(0xcd);
+      w.u16(v);
+    } else if (v < 0x100000000) {
+      w.u8(0xce);
+      w.u32(v);
+    } else writeInt(w, BigInt(v));
   } else if (v >= -32) w.u8(v & 0xff);
-  else if (v >= -128) (w.u8(0xd0), w.u8(v & 0xff));
-  else if (v >= -32768) {
+  else if (v >= -128) {
+    w.u8(0xd0);
+    w.u8(v & 0xff);
+  } else if (v >= -32768) {
     w.u8(0xd1);
     w.ensure(2);
     w.buf.writeInt16BE(v, w.len);
@@ -133,8 +141,13 @@ function writeValue(w: Writer, v: Encodable): void {
   if (Array.isArray(v)) {
     const a = v as readonly Encodable[];
     if (a.length < 16) w.u8(0x90 | a.length);
-    else if (a.length < 0x10000) (w.u8(0xdc), w.u16(a.length));
-    else (w.u8(0xdd), w.u32(a.length));
+    else if (a.length < 0x10000) {
+      w.u8(0xdc);
+      w.u16(a.length);
+    } else {
+      w.u8(0xdd);
+      w.u32(a.length);
+    }
     for (const x of a) writeValue(w, x);
     return;
   }
@@ -143,8 +156,13 @@ function writeValue(w: Writer, v: Encodable): void {
   const kept = entries.filter(([, x]) => x !== undefined);
   kept.sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
   if (kept.length < 16) w.u8(0x80 | kept.length);
-  else if (kept.length < 0x10000) (w.u8(0xde), w.u16(kept.length));
-  else (w.u8(0xdf), w.u32(kept.length));
+  else if (kept.length < 0x10000) {
+    w.u8(0xde);
+    w.u16(kept.length);
+  } else {
+    w.u8(0xdf);
+    w.u32(kept.length);
+  }
   for (const [k, x] of kept) {
     writeRaw(w, Buffer.from(k, 'utf8'));
     writeValue(w, x);
@@ -305,7 +323,8 @@ export function decode(buf: Buffer): Decoded {
 // Typed accessors for decoded structs: missing keys give Go's zero values, wrong types throw.
 export function asMap(v: Decoded | undefined, what = 'struct'): DecodedMap {
   if (v === null || v === undefined) return Object.create(null) as DecodedMap;
-  if (typeof v !== 'object' || Buffer.isBuffer(v) || Array.isArray(v)) throw new Error(`${what}: expected a map`);
+  if (typeof v !== 'object' || Buffer.isBuffer(v) || Array.isArray(v))
+    throw new Error(`${what}: expected a map`);
   return v;
 }
 export function asStr(v: Decoded | undefined): string {

@@ -62,7 +62,14 @@ export class SimCluster {
         { logger: silentLogger, clock: this.clock, transport: this.net.transport(addr), random: this.random },
       );
       for (const type of ['member-join', 'member-failed', 'member-leave'] as const)
-        pool.on(type, (m) => this.events.push({ at: this.clock.monotonic(), observer: pool.localMember?.name ?? '', type, node: m.name }));
+        pool.on(type, (m) =>
+          this.events.push({
+            at: this.clock.monotonic(),
+            observer: pool.localMember?.name ?? '',
+            type,
+            node: m.name,
+          }),
+        );
       await pool.start();
       this.pools.push(pool);
     }
@@ -99,7 +106,11 @@ export class SimCluster {
   converged(): boolean {
     const live = this.live();
     for (const i of live) {
-      const alive = new Set(this.pools[i]!.members().filter((m) => m.status === 'alive').map((m) => m.name));
+      const alive = new Set(
+        this.pools[i]!.members()
+          .filter((m) => m.status === 'alive')
+          .map((m) => m.name),
+      );
       if (alive.size !== live.length) return false;
       for (const j of live) if (!alive.has(SimCluster.name_(j))) return false;
     }
@@ -114,7 +125,9 @@ export class SimCluster {
 
   /** How many live nodes currently list node `name` with this status. */
   countStatus(name: string, status: string): number {
-    return this.live().filter((i) => this.pools[i]!.members().some((m) => m.name === name && m.status === status)).length;
+    return this.live().filter((i) =>
+      this.pools[i]!.members().some((m) => m.name === name && m.status === status),
+    ).length;
   }
 
   async close(): Promise<void> {

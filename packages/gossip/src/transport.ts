@@ -61,17 +61,17 @@ export class StreamConn {
   /** Parse one message; `parse` throws NeedMore until the bytes are there. */
   read<T>(parse: (b: Buffer) => T, timeoutMs: number): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      let timer: TimerHandle | undefined;
+      const box: { timer?: TimerHandle } = {};
       const attempt = (): boolean => {
         try {
           const v = parse(this.buf);
-          this.clock.clearTimeout(timer);
+          this.clock.clearTimeout(box.timer);
           this.waiter = undefined;
           resolve(v);
           return true;
         } catch (err) {
           if (!(err instanceof NeedMore) || this.ended) {
-            this.clock.clearTimeout(timer);
+            this.clock.clearTimeout(box.timer);
             this.waiter = undefined;
             reject(err instanceof NeedMore ? new Error('stream closed before a complete message') : err);
             return true;
@@ -80,7 +80,7 @@ export class StreamConn {
         }
       };
       if (attempt()) return;
-      timer = this.clock.setTimeout(() => {
+      box.timer = this.clock.setTimeout(() => {
         this.waiter = undefined;
         reject(new Error('stream read timed out'));
       }, timeoutMs);
@@ -155,7 +155,11 @@ export class NetTransport implements Transport {
 
   private wrap(sock: TcpSocket): StreamConn {
     const remote = { host: sock.remoteAddress ?? '', port: sock.remotePort ?? 0 };
-    const conn = new StreamConn(remote, { write: (b) => void sock.write(b), close: () => void sock.end() }, this.clock);
+    const conn = new StreamConn(
+      remote,
+      { write: (b) => void sock.write(b), close: () => void sock.end() },
+      this.clock,
+    );
     sock.on('data', (d: Buffer) => conn.push(d));
     sock.on('end', () => conn.end());
     sock.on('error', () => conn.end());
@@ -263,20 +267,27 @@ export class MemoryNetwork {
     if (!n?.handlers || !this.reachable(fk, tk)) return undefined;
     const lat = this.latencyMs;
     const clock = this.clock;
-    let a: StreamConn | undefined;
-    let b: StreamConn | undefined;
+    const ends: { a?: StreamConn; b?: StreamConn } = {};
     const send = (target: () => StreamConn | undefined, bytes: Buffer): void => {
       this.bytes += bytes.length;
       this.bytesBySender.set(fk, (this.bytesBySender.get(fk) ?? 0) + bytes.length);
       const copy = Buffer.from(bytes);
       clock.setTimeout(() => target()?.push(copy), lat);
     };
-    a = new StreamConn(to, { write: (x) => send(() => b, x), close: () => clock.setTimeout(() => b?.end(), lat) }, clock);
-    b = new StreamConn(from, { write: (x) => send(() => a, x), close: () => clock.setTimeout(() => a?.end(), lat) }, clock);
+    ends.a = new StreamConn(
+      to,
+      { write: (x) => send(() => ends.b, x), close: () => clock.setTimeout(() => ends.b?.end(), lat) },
+      clock,
+    );
+    ends.b = new StreamConn(
+      from,
+      { write: (x) => send(() => ends.a, x), close: () => clock.setTimeout(() => ends.a?.end(), lat) },
+      clock,
+    );
     const handlers = n.handlers;
-    const server = b;
+    const server = ends.b;
     clock.setTimeout(() => handlers.stream(server), lat);
-    return a;
+    return ends.a;
   }
 }
 

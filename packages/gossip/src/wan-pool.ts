@@ -33,7 +33,9 @@ export interface WanServer {
   gossipAddr: string;
 }
 
-export function wanTags(o: Pick<WanPoolOptions, 'datacenter' | 'fedAddr' | 'wanGateways' | 'build'>): Record<string, string> {
+export function wanTags(
+  o: Pick<WanPoolOptions, 'datacenter' | 'fedAddr' | 'wanGateways' | 'build'>,
+): Record<string, string> {
   return {
     role: 'meshfed',
     dc: o.datacenter,
@@ -68,7 +70,10 @@ export class WanPool {
     deps: { logger: Logger; clock: Clock; transport?: Transport; random?: () => number },
   ) {
     if (!/^[A-Za-z0-9-]+$/.test(options.datacenter))
-      throw new MeshError('MESH_ERR_GOSSIP_JOIN', `invalid datacenter name ${JSON.stringify(options.datacenter)}`);
+      throw new MeshError(
+        'MESH_ERR_GOSSIP_JOIN',
+        `invalid datacenter name ${JSON.stringify(options.datacenter)}`,
+      );
     this.clock = deps.clock;
     this.log = deps.logger;
     this.pool = new GossipPool(
@@ -84,7 +89,8 @@ export class WanPool {
 
   async start(): Promise<void> {
     await this.pool.start();
-    if (this.options.retryJoin && this.options.retryJoin.length > 0) void this.retryJoin(this.options.retryJoin);
+    if (this.options.retryJoin && this.options.retryJoin.length > 0)
+      void this.retryJoin(this.options.retryJoin);
   }
 
   async close(): Promise<void> {
@@ -101,7 +107,10 @@ export class WanPool {
         return await this.pool.join(addrs);
       } catch (err) {
         const wait = backoff(attempt, this.options.retryMinMs ?? 1_000, this.options.retryMaxMs ?? 30_000);
-        this.log.warn({ attempt, retryInMs: Math.round(wait), err: (err as Error).message }, 'WAN join failed, retrying');
+        this.log.warn(
+          { attempt, retryInMs: Math.round(wait), err: (err as Error).message },
+          'WAN join failed, retrying',
+        );
         try {
           await sleep(this.clock, wait, this.abort.signal);
         } catch {

@@ -111,7 +111,8 @@ export function encodeIndirect(p: IndirectPing): Buffer {
     Target: p.target,
   });
 }
-export const encodeAck = (a: Ack): Buffer => encodeTyped(MsgType.ack, { Payload: a.payload ?? null, SeqNo: a.seqNo });
+export const encodeAck = (a: Ack): Buffer =>
+  encodeTyped(MsgType.ack, { Payload: a.payload ?? null, SeqNo: a.seqNo });
 export const encodeNack = (seqNo: number): Buffer => encodeTyped(MsgType.nack, { SeqNo: seqNo });
 export const encodeSuspect = (s: Suspect): Buffer =>
   encodeTyped(MsgType.suspect, { From: s.from, Incarnation: s.incarnation, Node: s.node });
@@ -206,7 +207,7 @@ export function decodeBody(body: Buffer): Decoded {
   try {
     return decodeAt(body, 0)[0];
   } catch (err) {
-    if (err instanceof NeedMore) throw new Error('truncated message');
+    if (err instanceof NeedMore) throw new Error('truncated message', { cause: err });
     throw err;
   }
 }
@@ -256,7 +257,7 @@ export function checkCrc(buf: Buffer): Buffer {
   if (buf.length < 5) throw new Error('truncated crc header');
   const want = buf.readUInt32BE(1);
   const rest = buf.subarray(5);
-  if ((crc32(rest) >>> 0) !== want) throw new Error('crc mismatch');
+  if (crc32(rest) >>> 0 !== want) throw new Error('crc mismatch');
   return rest;
 }
 
@@ -280,7 +281,7 @@ export interface StreamCodecOptions {
  */
 export function parseStream(buf: Buffer, opts: StreamCodecOptions): StreamMsg {
   if (buf.length < 1) throw new NeedMore();
-  let b = buf;
+  const b = buf;
   if (b[0] === MsgType.encrypt) {
     if (!opts.keyring || opts.keyring.size === 0) throw new Error('encrypted stream but no keyring');
     if (b.length < 5) throw new NeedMore();
@@ -310,7 +311,7 @@ function parseInner(buf: Buffer, complete: boolean): StreamMsg {
     }
     return parsePlain(b);
   } catch (err) {
-    if (err instanceof NeedMore && complete) throw new Error('truncated stream message');
+    if (err instanceof NeedMore && complete) throw new Error('truncated stream message', { cause: err });
     throw err;
   }
 }
@@ -340,7 +341,10 @@ function parsePlain(b: Buffer): StreamMsg {
         });
       }
       if (b.length < p + userLen) throw new NeedMore();
-      return { type: 'pushPull', pushPull: { join: asBool(h['Join']), nodes, userState: Buffer.from(b.subarray(p, p + userLen)) } };
+      return {
+        type: 'pushPull',
+        pushPull: { join: asBool(h['Join']), nodes, userState: Buffer.from(b.subarray(p, p + userLen)) },
+      };
     }
     case MsgType.ping:
       return { type: 'ping', ping: decodePing(decodeAt(b, 1)[0]) };

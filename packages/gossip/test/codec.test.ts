@@ -17,17 +17,42 @@ const { encode, decode, F64 } = msgpack;
 test('memberlist messages encode byte-for-byte as Go does', (t) => {
   const meta = Buffer.concat([Buffer.from([0xff]), encode({ role: 'web' })]);
   t.is(
-    hex(wire.encodeAlive({ incarnation: 1, node: 'node-proto', addr: ip, port: 17950, meta, vsn: [1, 5, 2, 2, 5, 5] }).subarray(1)),
+    hex(
+      wire
+        .encodeAlive({
+          incarnation: 1,
+          node: 'node-proto',
+          addr: ip,
+          port: 17950,
+          meta,
+          vsn: [1, 5, 2, 2, 5, 5],
+        })
+        .subarray(1),
+    ),
     g('alive'),
   );
   t.is(
-    hex(wire.encodePing({ seqNo: 42, node: 'agent-a', sourceAddr: ip, sourcePort: 17950, sourceNode: 'node-proto' }).subarray(1)),
+    hex(
+      wire
+        .encodePing({
+          seqNo: 42,
+          node: 'agent-a',
+          sourceAddr: ip,
+          sourcePort: 17950,
+          sourceNode: 'node-proto',
+        })
+        .subarray(1),
+    ),
     g('ping'),
   );
   t.is(hex(wire.encodePing({ seqNo: 7, node: '' }).subarray(1)), g('ping_min'));
   t.is(hex(wire.encodeAck({ seqNo: 300 }).subarray(1)), g('ack'));
   t.is(
-    hex(wire.encodeDead({ incarnation: 70000, node: 'a-node-with-a-rather-long-name-x', from: 'b' }).subarray(1)),
+    hex(
+      wire
+        .encodeDead({ incarnation: 70000, node: 'a-node-with-a-rather-long-name-x', from: 'b' })
+        .subarray(1),
+    ),
     g('dead'),
   );
   t.is(hex(encode({ Join: true, Nodes: 3, UserStateLen: 700 })), g('pushPullHeader'));
@@ -127,7 +152,10 @@ test('compound, CRC and compressed stream framing round-trip; bad CRC and trunca
   });
   const m = wire.parseStream(stream, { keyring: ring, verifyIncoming: true });
   t.is(m.type, 'pushPull');
-  t.throws(() => wire.parseStream(wire.wrapStream(pp, true, undefined), { keyring: ring, verifyIncoming: true }), {
-    message: /plaintext/,
-  });
+  t.throws(
+    () => wire.parseStream(wire.wrapStream(pp, true, undefined), { keyring: ring, verifyIncoming: true }),
+    {
+      message: /plaintext/,
+    },
+  );
 });

@@ -30,9 +30,14 @@ test('50 nodes, WAN profile, 10% loss: converge, detect a crash everywhere, no f
   const victim = SimCluster.name_(20);
   const det = await c.clock.runUntil(() => c.countStatus(victim, 'failed') === 49, 400_000, 500);
   t.not(det, undefined, 'all 49 survivors mark the crashed node failed');
-  const first = Math.min(...c.events.filter((e) => e.type === 'member-failed' && e.node === victim).map((e) => e.at));
+  const first = Math.min(
+    ...c.events.filter((e) => e.type === 'member-failed' && e.node === victim).map((e) => e.at),
+  );
   // WAN: probe 5 s; suspicion min 6 × log10(50) × 5 s ≈ 51 s, max 6× that; confirmations shrink it
-  t.true(first - killedAt >= 50_000 && first - killedAt <= 320_000, `first detection after ${first - killedAt} ms`);
+  t.true(
+    first - killedAt >= 50_000 && first - killedAt <= 320_000,
+    `first detection after ${first - killedAt} ms`,
+  );
   await c.close();
 });
 
@@ -45,7 +50,9 @@ test('a partition makes each side fail the other; after healing, reconnect merge
   const b = c.pools.slice(6).map((_, i) => `${SimCluster.host(i + 6)}:7946`);
   c.net.partition([a, b]);
   const split = await c.clock.runUntil(
-    () => c.countStatus(SimCluster.name_(0), 'failed') === 6 && c.countStatus(SimCluster.name_(11), 'failed') === 6,
+    () =>
+      c.countStatus(SimCluster.name_(0), 'failed') === 6 &&
+      c.countStatus(SimCluster.name_(11), 'failed') === 6,
     120_000,
   );
   t.not(split, undefined, 'each half marks the other failed');
@@ -62,11 +69,16 @@ test('leave propagates as left, not failed, and the event dedupe delivers each u
   await c.clock.runUntil(() => c.converged(), 60_000);
   const seen = new Map<string, number>();
   for (const p of c.pools)
-    p.on('user', (e) => seen.set(`${p.localMember.name}:${e.name}`, (seen.get(`${p.localMember.name}:${e.name}`) ?? 0) + 1));
+    p.on('user', (e) =>
+      seen.set(`${p.localMember.name}:${e.name}`, (seen.get(`${p.localMember.name}:${e.name}`) ?? 0) + 1),
+    );
   c.pools[3]!.userEvent('deploy', 'v2', false);
   await c.clock.run(5_000);
   t.is(seen.size, 10, 'all 10 nodes got the event');
-  t.true([...seen.values()].every((v) => v === 1), 'exactly once each');
+  t.true(
+    [...seen.values()].every((v) => v === 1),
+    'exactly once each',
+  );
 
   const leaving = c.pools[4]!.leave();
   await c.clock.run(8_000);

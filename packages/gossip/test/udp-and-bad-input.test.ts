@@ -7,7 +7,10 @@ import { silentLogger, systemClock } from '@meshfed/core';
 import { freePort, waitFor } from '@meshfed/testkit';
 import { GossipPool, Keyring, keygen, WanPool, wire, type GossipPoolOptions } from '../src/index.js';
 
-async function pool(t: { teardown(fn: () => unknown): void }, o: Partial<GossipPoolOptions> & { nodeName: string }) {
+async function pool(
+  t: { teardown(fn: () => unknown): void },
+  o: Partial<GossipPoolOptions> & { nodeName: string },
+) {
   const p = new GossipPool(
     { bindAddr: '127.0.0.1', bindPort: await freePort(), profile: 'local', ...o },
     { logger: silentLogger, clock: systemClock },
@@ -48,14 +51,21 @@ test('garbage, truncated, oversized, replayed and wrong-key input is dropped and
   const stats = a.memberlist.stats;
 
   await sendUdp(port, Buffer.from('not a gossip packet at all'));
-  await sendUdp(port, ring.encrypt(Buffer.from([0x04, 0x86, 0xa4])));            // truncated alive
-  await sendUdp(port, ring.encrypt(Buffer.from([0x63, 0x01])));                  // unknown type
+  await sendUdp(port, ring.encrypt(Buffer.from([0x04, 0x86, 0xa4]))); // truncated alive
+  await sendUdp(port, ring.encrypt(Buffer.from([0x63, 0x01]))); // unknown type
   await sendUdp(port, new Keyring([keygen()]).encrypt(wire.encodePing({ seqNo: 1, node: 'victim' }))); // wrong key
-  await sendUdp(port, wire.encodePing({ seqNo: 1, node: 'victim' }));             // plaintext when a key is required
+  await sendUdp(port, wire.encodePing({ seqNo: 1, node: 'victim' })); // plaintext when a key is required
   await sendUdp(port, ring.encrypt(Buffer.concat([Buffer.from([7, 2, 0, 50, 0, 50]), Buffer.alloc(10)]))); // truncated compound
   // a replayed, stale alive claiming an old incarnation of the friend is ignored by the incarnation rules
   const stale = ring.encrypt(
-    wire.encodeAlive({ incarnation: 0, node: 'friend', addr: Buffer.from([127, 0, 0, 1]), port: 1, meta: Buffer.alloc(0), vsn: [1, 5, 2, 2, 5, 5] }),
+    wire.encodeAlive({
+      incarnation: 0,
+      node: 'friend',
+      addr: Buffer.from([127, 0, 0, 1]),
+      port: 1,
+      meta: Buffer.alloc(0),
+      vsn: [1, 5, 2, 2, 5, 5],
+    }),
   );
   await sendUdp(port, stale);
   await sendUdp(port, stale);
@@ -118,7 +128,14 @@ test('WanPool names the node <node>.<dc>, carries federation tags, and lists DCs
   t.is(s?.node, 's1');
   t.deepEqual(s?.wanGateways, ['203.0.113.1:8443', '203.0.113.2:8443']);
   t.is(a.pool.localMember.name, 's1.dc1');
-  t.throws(() => new WanPool({ node: 'x', datacenter: 'bad dc', fedAddr: '' }, { logger: silentLogger, clock: systemClock }), {
-    message: /invalid datacenter/,
-  });
+  t.throws(
+    () =>
+      new WanPool(
+        { node: 'x', datacenter: 'bad dc', fedAddr: '' },
+        { logger: silentLogger, clock: systemClock },
+      ),
+    {
+      message: /invalid datacenter/,
+    },
+  );
 });
