@@ -1,0 +1,136 @@
+// A whole gossip cluster in one process: N GossipPools on a MemoryNetwork driven by a SimClock.
+// For simulation tests and the benchmark; runs many times faster than real time and is seeded.
+
+import { silentLogger } from '@meshfed/core';
+import { GossipPool, type GossipPoolOptions } from './gossip-pool.js';
+import type { MemberlistConfig } from './memberlist.js';
+import { SimClock, seededRandom } from './sim.js';
+import { MemoryNetwork } from './transport.js';
+
+export interface SimClusterOptions {
+  n: number;
+  profile?: 'lan' | 'wan' | 'local';
+  loss?: number;
+  latencyMs?: number;
+  seed?: number;
+  memberlist?: Partial<MemberlistConfig>;
+  pool?: Partial<GossipPoolOptions>;
+}
+
+export interface SimEvent {
+  at: number;
+  observer: string;
+  type: 'member-join' | 'member-failed' | 'member-leave';
+  node: string;
+}
+
+export class SimCluster {
+  readonly clock = new SimClock();
+  readonly net: MemoryNetwork;
+  readonly pools: GossipPool[] = [];
+  readonly events: SimEvent[] = [];
+  readonly dead = new Set<number>();
+  private readonly random: () => number;
+
+  constructor(readonly opts: SimClusterOptions) {
+    this.random = seededRandom(opts.seed ?? 1);
+    this.net = new MemoryNetwork(this.clock, {
+      loss: opts.loss ?? 0,
+      latencyMs: opts.latencyMs ?? 1,
+      random: seededRandom((opts.seed ?? 1) + 7),
+    });
+  }
+
+  static name_(i: number): string {
+    return `n${String(i).padStart(3, '0')}`;
+  }
+  static host(i: number): string {
+    return `10.0.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+  }
+
+  async start(): Promise<void> {
+    for (let i = 0; i < this.opts.n; i++) {
+      const addr = { host: SimCluster.host(i), port: 7946 };
+      const pool = new GossipPool(
+        {
+          nodeName: SimCluster.name_(i),
+          advertise: addr,
+          profile: this.opts.profile ?? 'wan',
+          memberlist: this.opts.memberlist ?? {},
+          ...(this.opts.pool ?? {}),
+        },
+        { logger: silentLogger, clock: this.clock, transport: this.net.transport(addr), random: this.random },
+      );
+      for (const type of ['member-join', 'member-failed', 'member-leave'] as const)
+        pool.on(type, (m) =>
+          this.events.push({
+            at: this.clock.monotonic(),
+            observer: pool.localMember?.name ?? '',
+            type,
+            node: m.name,
+          }),
+        );
+      await pool.start();
+      this.pools.push(pool);
+    }
+  }
+
+  /** Every node joins through node 0, a few milliseconds apart. Returns how many joins failed. */
+  async joinAll(): Promise<number> {
+    let failed = 0;
+    const seed = `${SimCluster.host(0)}:7946`;
+    const joins = this.pools.slice(1).map(
+      (p, i) =>
+        new Promise<void>((resolve) =>
+          this.clock.setTimeout(() => {
+            p.join([seed]).then(
+              () => resolve(),
+              () => {
+                failed++;
+                resolve();
+              },
+            );
+          }, i * 5),
+        ),
+    );
+    await this.clock.runUntil(() => false, this.pools.length * 5 + 2_000, 50);
+    await Promise.all(joins);
+    return failed;
+  }
+
+  live(): number[] {
+    return this.pools.map((_, i) => i).filter((i) => !this.dead.has(i));
+  }
+
+  /** True when every live node lists exactly the live nodes as alive. */
+  converged(): boolean {
+    const live = this.live();
+    for (const i of live) {
+      const alive = new Set(
+        this.pools[i]!.members()
+          .filter((m) => m.status === 'alive')
+          .map((m) => m.name),
+      );
+      if (alive.size !== live.length) return false;
+      for (const j of live) if (!alive.has(SimCluster.name_(j))) return false;
+    }
+    return true;
+  }
+
+  /** Crash node i: it stops answering and sending (no leave). */
+  async kill(i: number): Promise<void> {
+    this.dead.add(i);
+    await this.pools[i]!.close();
+  }
+
+  /** How many live nodes currently list node `name` with this status. */
+  countStatus(name: string, status: string): number {
+    return this.live().filter((i) =>
+      this.pools[i]!.members().some((m) => m.name === name && m.status === status),
+    ).length;
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.pools) await p.close();
+  }
+}

@@ -1,0 +1,90 @@
+// Many nodes in one process on the in-memory network with a simulated clock: convergence,
+// failure detection, false positives under loss with a slow node, and a partition that heals.
+// Seeded, so a failure here reproduces exactly.
+import test from 'ava';
+import { SimCluster } from '../src/index.js';
+
+test('50 nodes, WAN profile, 10% loss: converge, detect a crash everywhere, no false deaths', async (t) => {
+  const c = new SimCluster({ n: 50, profile: 'wan', loss: 0.1, seed: 11 });
+  await c.start();
+  t.is(await c.joinAll(), 0, 'every join succeeded');
+  const conv = await c.clock.runUntil(() => c.converged(), 120_000, 500);
+  t.not(conv, undefined, 'all 50 nodes list all 50 alive');
+
+  // a slow node: it drops everything 1.5 s out of every 3 s for two minutes
+  const slow = `${SimCluster.host(7)}:7946`;
+  let paused = false;
+  const toggle = c.clock.setInterval(() => {
+    paused = !paused;
+    if (paused) c.net.paused.add(slow);
+    else c.net.paused.delete(slow);
+  }, 1_500);
+  await c.clock.run(120_000);
+  c.clock.clearInterval(toggle);
+  c.net.paused.delete(slow);
+  const falseDeaths = c.events.filter((e) => e.type === 'member-failed');
+  t.is(falseDeaths.length, 0, `no live node declared failed: ${JSON.stringify(falseDeaths.slice(0, 3))}`);
+
+  const killedAt = c.clock.monotonic();
+  await c.kill(20);
+  const victim = SimCluster.name_(20);
+  const det = await c.clock.runUntil(() => c.countStatus(victim, 'failed') === 49, 400_000, 500);
+  t.not(det, undefined, 'all 49 survivors mark the crashed node failed');
+  const first = Math.min(
+    ...c.events.filter((e) => e.type === 'member-failed' && e.node === victim).map((e) => e.at),
+  );
+  // WAN: probe 5 s; suspicion min 6 × log10(50) × 5 s ≈ 51 s, max 6× that; confirmations shrink it
+  t.true(
+    first - killedAt >= 50_000 && first - killedAt <= 320_000,
+    `first detection after ${first - killedAt} ms`,
+  );
+  await c.close();
+});
+
+test('a partition makes each side fail the other; after healing, reconnect merges the cluster', async (t) => {
+  const c = new SimCluster({ n: 12, profile: 'lan', seed: 5, pool: { reconnectIntervalMs: 5_000 } });
+  await c.start();
+  await c.joinAll();
+  t.not(await c.clock.runUntil(() => c.converged(), 60_000), undefined);
+  const a = c.pools.slice(0, 6).map((_, i) => `${SimCluster.host(i)}:7946`);
+  const b = c.pools.slice(6).map((_, i) => `${SimCluster.host(i + 6)}:7946`);
+  c.net.partition([a, b]);
+  const split = await c.clock.runUntil(
+    () =>
+      c.countStatus(SimCluster.name_(0), 'failed') === 6 &&
+      c.countStatus(SimCluster.name_(11), 'failed') === 6,
+    120_000,
+  );
+  t.not(split, undefined, 'each half marks the other failed');
+  c.net.heal();
+  const merged = await c.clock.runUntil(() => c.converged(), 180_000, 500);
+  t.not(merged, undefined, 'the failed members were reconnected');
+  await c.close();
+});
+
+test('leave propagates as left, not failed, and the event dedupe delivers each user event once', async (t) => {
+  const c = new SimCluster({ n: 10, profile: 'lan', loss: 0.05, seed: 9 });
+  await c.start();
+  await c.joinAll();
+  await c.clock.runUntil(() => c.converged(), 60_000);
+  const seen = new Map<string, number>();
+  for (const p of c.pools)
+    p.on('user', (e) =>
+      seen.set(`${p.localMember.name}:${e.name}`, (seen.get(`${p.localMember.name}:${e.name}`) ?? 0) + 1),
+    );
+  c.pools[3]!.userEvent('deploy', 'v2', false);
+  await c.clock.run(5_000);
+  t.is(seen.size, 10, 'all 10 nodes got the event');
+  t.true(
+    [...seen.values()].every((v) => v === 1),
+    'exactly once each',
+  );
+
+  const leaving = c.pools[4]!.leave();
+  await c.clock.run(8_000);
+  await leaving;
+  c.dead.add(4);
+  t.is(c.countStatus(SimCluster.name_(4), 'left'), 9);
+  t.is(c.events.filter((e) => e.type === 'member-failed').length, 0);
+  await c.close();
+});
