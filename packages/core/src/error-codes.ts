@@ -84,6 +84,13 @@ export const errorCodes = {
   MESH_ERR_FED_DC_UNKNOWN: { message: 'unknown datacenter', status: 404 },
   MESH_ERR_FED_JOIN_CONFLICT: { message: 'joining would discard local data', status: 409 },
   MESH_ERR_FED_PEER_REJECTED: { message: 'federation peer rejected', status: 403 },
+
+  // --- federation channel and replication ----------------------------------------------------
+  MESH_ERR_FED_UNKNOWN_MESSAGE: { message: 'unknown federation message kind', status: 400 },
+  MESH_ERR_FED_CHANNEL_CLOSED: { message: 'the federation channel to that datacenter is closed', status: 503 },
+  MESH_ERR_FED_TIMEOUT: { message: 'the federation peer did not answer in time', status: 504 },
+  MESH_ERR_FED_REPLICATION: { message: 'replication batch rejected', status: 500 },
+  MESH_ERR_FED_PIN_MISMATCH: { message: "the primary's CA does not match the join token's fingerprint", status: 403 },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
 export type ErrorCode = keyof typeof errorCodes;
