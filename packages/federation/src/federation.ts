@@ -107,8 +107,10 @@ export const defaultFederationOptions = {
   },
 };
 
-export type FederationInput = Partial<FederationOptions> &
-  Pick<FederationOptions, 'datacenter' | 'primaryDatacenter' | 'node'>;
+export type FederationInput = Partial<Omit<FederationOptions, 'channel'>> &
+  Pick<FederationOptions, 'datacenter' | 'primaryDatacenter' | 'node'> & {
+    channel?: Partial<FederationOptions['channel']>;
+  };
 
 /** A write the server forwards from a secondary to the primary (its own HTTP request, verbatim). */
 export interface ForwardedRequest {
@@ -370,6 +372,11 @@ export class Federation {
     this.links.clear();
     await this.server?.close();
     this.server = undefined;
+  }
+
+  /** Re-read TLS material for the listener (the host calls it after re-issuing our server cert). */
+  reloadTls(): void {
+    this.server?.reloadTls();
   }
 
   /** A server of `dc` reachable at host:port (from a join result or static config). */
