@@ -157,7 +157,11 @@ export class Peer {
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(data, isBinary));
     ws.on('close', (code: number) => this.onClosed(`socket closed (${code})`));
-    ws.on('error', (err: Error) => {
+    ws.on('error', (err: Error & { code?: string }) => {
+      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+        deps.metrics.framesRejected.labels('too_large').inc();
+        deps.logger.warn({ peer: info.dc, reason: 'too_large' }, 'federation peer sent a bad frame; closing it');
+      }
       deps.logger.debug({ err: errorMessage(err), peer: info.dc }, 'federation socket error');
       this.onClosed(`socket error: ${errorMessage(err)}`);
     });

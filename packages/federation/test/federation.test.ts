@@ -17,6 +17,8 @@ import {
 } from './fixtures/exports.js';
 import { makeDc, makeFederation, type Dc } from './fixtures/cluster.js';
 import { OpensslCa } from './fixtures/openssl-ca.js';
+import { SniGateway } from './fixtures/sni-gateway.js';
+import { MemoryReplicationStore } from '../src/index.js';
 import { Registry } from '@meshfed/core';
 
 const run = promisify(execFile);
@@ -322,4 +324,63 @@ test('a root rotation in the primary reaches the secondary, which gets a new int
   primary.store.put('intentions', 'post->rotation', intention('post', 'rotation'));
   await waitFor(() => dc2.store.get('intentions', 'post->rotation'), { what: 'replication after rotation' });
   t.pass();
+});
+
+test('a secondary reaches the primary through a mesh gateway that routes by SNI <node>.server.<dc>.<domain>', async (t) => {
+  const dir = tempDir(t);
+  const membership = new StaticMembership();
+  const primary = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir });
+  await primary.start();
+  const port = (await primary.fed.listen()).port;
+  const gw = new SniGateway(
+    new Map([
+      ['server.dc1.consul', port],
+      ['s-dc1.server.dc1.consul', port],
+    ]),
+  );
+  const gwPort = await gw.listen();
+  t.teardown(() => gw.close());
+  const dc2 = await makeDc(t, {
+    name: 'dc2',
+    primary: 'dc1',
+    membership,
+    baseDir: dir,
+    options: { gateways: { dc1: [`127.0.0.1:${gwPort}`] } },
+  });
+  await dc2.fed.join(primary.fed.createJoinToken({ ttlMs: 60_000 }).token, { address: `127.0.0.1:${gwPort}` });
+  await dc2.start();
+  primary.store.put('intentions', 'via->gateway', intention('via', 'gateway'));
+  await waitFor(() => dc2.store.get('intentions', 'via->gateway'), { what: 'replication through the gateway' });
+  t.true(gw.routed.includes('server.dc1.consul'), 'join dialled by the DC-wide server name');
+  t.true(gw.routed.includes('s-dc1.server.dc1.consul'), 'the link named the primary node by SNI');
+});
+
+test('a secondary whose cursor fell out of the primary history gets a full resync, and ends equal', async (t) => {
+  const dir = tempDir(t);
+  const membership = new StaticMembership();
+  // A primary that keeps only 50 changes of history.
+  const store = new MemoryReplicationStore({ historyLimit: 50 });
+  const primary2 = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir, store });
+  await primary2.start();
+  const dc2 = await makeDc(t, { name: 'dc2', primary: 'dc1', membership, baseDir: dir });
+  await dc2.fed.join(primary2.fed.createJoinToken({ ttlMs: 60_000 }).token);
+  await dc2.start();
+  primary2.store.put('intentions', 'a->b', intention('a', 'b'));
+  await waitFor(() => dc2.store.get('intentions', 'a->b'), { what: 'first sync' });
+  let snapshots = 0;
+  const orig = dc2.store.applyReplicated.bind(dc2.store);
+  dc2.store.applyReplicated = (s, i, c, o) => {
+    if (o?.replaceAll) snapshots++;
+    orig(s, i, c, o);
+  };
+  // Stop dc2's federation, write far more than the history holds, delete a->b, then restart dc2.
+  await dc2.fed.close();
+  for (let i = 0; i < 200; i++) primary2.store.put('intentions', `k${i}->db`, intention(`k${i}`, 'db'));
+  primary2.store.delete('intentions', 'a->b');
+  const dc2b = await makeDc(t, { name: 'dc2', primary: 'dc1', membership, baseDir: dir, ca: dc2.ca, store: dc2.store });
+  await dc2b.start();
+  await converged(primary2, [dc2b], 'resync');
+  t.is(snapshots, 1);
+  t.is(dc2b.store.get('intentions', 'a->b'), undefined, 'a delete missed during the outage is not resurrected');
+  t.is(dc2b.store.keys('intentions').length, 200);
 });
