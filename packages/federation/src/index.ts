@@ -11,3 +11,4 @@ export * from './join-token.js';
 export * from './channel.js';
 export * from './federation.js';
 export * from './membership.js';
+export * from './render.js';

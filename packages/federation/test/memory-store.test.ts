@@ -1,5 +1,5 @@
 import test from 'ava';
-import { MemoryReplicationStore, canonicalJson } from '../src/index.js';
+import { MemoryReplicationStore, canonicalJson, renderFederationStatus } from '../src/index.js';
 
 test('changesSince returns changes in index order, never splits a transaction, and says tooOld past history', (t) => {
   const s = new MemoryReplicationStore({ historyLimit: 10 });
@@ -52,4 +52,20 @@ test('contentHash is independent of write order and key order inside values', (t
   b.put('intentions', 'x', { A: 2 });
   t.not(a.contentHash(['intentions']), b.contentHash(['intentions']));
   t.is(canonicalJson({ b: 1, a: [true, null] }), '{"a":[true,null],"b":1}');
+});
+
+test('renderFederationStatus prints one aligned row per DC with NO where hashes differ', (t) => {
+  const out = renderFederationStatus({
+    datacenter: 'dc2',
+    primaryDatacenter: 'dc1',
+    role: 'secondary',
+    kinds: [],
+    datacenters: [
+      { datacenter: 'dc1', role: 'primary', local: false, reachable: true, gossip: 'alive', replicationIndex: undefined, lagMs: undefined, hashesEqual: undefined, lastError: undefined, stale: false },
+      { datacenter: 'dc2', role: 'secondary', local: true, reachable: true, gossip: 'alive', replicationIndex: 42, lagMs: 3.2, hashesEqual: false, lastError: 'gap', stale: false },
+    ],
+  });
+  const lines = out.trimEnd().split('\n');
+  t.is(lines.length, 3);
+  t.regex(lines[2]!, /^dc2 \(this\)\s+secondary\s+yes\s+alive\s+42\s+3\s+NO\s+-\s+gap$/);
 });
