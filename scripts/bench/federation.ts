@@ -63,7 +63,11 @@ async function run(
       while (performance.now() < due) await new Promise((r) => setImmediate(r));
     } else if (i % 50 === 0) await new Promise((r) => setImmediate(r));
     written.set(key, performance.now());
-    primary.store.put('intentions', key, { SourceName: `${prefix}${i}`, DestinationName: 'db', Action: 'allow' });
+    primary.store.put('intentions', key, {
+      SourceName: `${prefix}${i}`,
+      DestinationName: 'db',
+      Action: 'allow',
+    });
   }
   await until(() => seen.every((m) => [...written.keys()].every((k) => m.has(k))));
   return secs.map((s, i) => {
@@ -83,8 +87,16 @@ async function main(): Promise<void> {
 
   // Join with a large primary.
   for (let i = 0; i < joinRows / 2; i++) {
-    primary.store.put('intentions', `j${i}->db`, { SourceName: `j${i}`, DestinationName: 'db', Action: 'allow' });
-    primary.store.put('config_entries', `service-defaults/j${i}`, { Kind: 'service-defaults', Name: `j${i}`, Protocol: 'http' });
+    primary.store.put('intentions', `j${i}->db`, {
+      SourceName: `j${i}`,
+      DestinationName: 'db',
+      Action: 'allow',
+    });
+    primary.store.put('config_entries', `service-defaults/j${i}`, {
+      Kind: 'service-defaults',
+      Name: `j${i}`,
+      Protocol: 'http',
+    });
   }
   const dc4 = await makeDc(t, { name: 'dc4', primary: 'dc1', membership, baseDir: dir });
   const j0 = performance.now();
@@ -96,14 +108,22 @@ async function main(): Promise<void> {
   const total = primary.store.snapshot(['intentions', 'config_entries']).rows.length;
 
   const cpu = cpus();
-  console.log(`# federation replication — ${cpu.length} × ${cpu[0]?.model ?? '?'}, node ${process.version}, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `# federation replication — ${cpu.length} × ${cpu[0]?.model ?? '?'}, node ${process.version}, load ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
   console.log('');
   console.log('| run | secondary | writes | lag p50 ms | lag p99 ms | lag max ms | applied/s |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) console.log(r);
   console.log('');
-  console.log(`join → fully replicated, ${total} rows: join ${(joined - j0).toFixed(0)} ms (CSR signed, bundle), then snapshot applied ${(done - joined).toFixed(0)} ms; total ${(done - j0).toFixed(0)} ms`);
-  console.log('Consul (quoted, not run): config-entry replication pull loop 1 round/s, burst 5 (anchors §2.5).');
+  console.log(
+    `join → fully replicated, ${total} rows: join ${(joined - j0).toFixed(0)} ms (CSR signed, bundle), then snapshot applied ${(done - joined).toFixed(0)} ms; total ${(done - j0).toFixed(0)} ms`,
+  );
+  console.log(
+    'Consul (quoted, not run): config-entry replication pull loop 1 round/s, burst 5 (anchors §2.5).',
+  );
 }
 
 main()

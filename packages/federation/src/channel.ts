@@ -99,7 +99,10 @@ export function channelMetrics(registry: Registry): ChannelMetrics {
       'Frames refused from federation peers (the peer is closed)',
       ['reason'],
     ),
-    framesIn: registry.counter('meshfed_federation_frames_received_total', 'Frames received from federation peers'),
+    framesIn: registry.counter(
+      'meshfed_federation_frames_received_total',
+      'Frames received from federation peers',
+    ),
     framesOut: registry.counter('meshfed_federation_frames_sent_total', 'Frames sent to federation peers'),
     peersRejected: registry.counter(
       'meshfed_federation_peers_rejected_total',
@@ -160,7 +163,10 @@ export class Peer {
     ws.on('error', (err: Error & { code?: string }) => {
       if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
         deps.metrics.framesRejected.labels('too_large').inc();
-        deps.logger.warn({ peer: info.dc, reason: 'too_large' }, 'federation peer sent a bad frame; closing it');
+        deps.logger.warn(
+          { peer: info.dc, reason: 'too_large' },
+          'federation peer sent a bad frame; closing it',
+        );
       }
       deps.logger.debug({ err: errorMessage(err), peer: info.dc }, 'federation socket error');
       this.onClosed(`socket error: ${errorMessage(err)}`);
@@ -179,13 +185,22 @@ export class Peer {
   }
 
   /** Call a method on the peer. */
-  request<T = unknown>(method: string, params: unknown, timeoutMs = this.options.requestTimeoutMs): Promise<T> {
+  request<T = unknown>(
+    method: string,
+    params: unknown,
+    timeoutMs = this.options.requestTimeoutMs,
+  ): Promise<T> {
     if (this.closed) return Promise.reject(new MeshError('MESH_ERR_FED_CHANNEL_CLOSED'));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const timer = this.deps.clock.setTimeout(() => {
         this.pending.delete(id);
-        reject(new MeshError('MESH_ERR_FED_TIMEOUT', `${this.info.dc} did not answer "${method}" in ${timeoutMs} ms`));
+        reject(
+          new MeshError(
+            'MESH_ERR_FED_TIMEOUT',
+            `${this.info.dc} did not answer "${method}" in ${timeoutMs} ms`,
+          ),
+        );
       }, timeoutMs);
       timer.unref();
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
@@ -265,7 +280,10 @@ export class Peer {
   private reject(reason: 'decode' | 'too_large' | 'version' | 'unknown_type' | 'text', detail: string): void {
     this.deps.metrics.framesRejected.labels(reason).inc();
     // The reason is ours; the peer's bytes are never logged above debug.
-    this.deps.logger.warn({ peer: this.info.dc, node: this.info.node, reason }, 'federation peer sent a bad frame; closing it');
+    this.deps.logger.warn(
+      { peer: this.info.dc, node: this.info.node, reason },
+      'federation peer sent a bad frame; closing it',
+    );
     this.deps.logger.debug({ peer: this.info.dc, detail }, 'bad frame detail');
     this.close(`bad frame: ${reason}`, 1008);
   }
@@ -324,10 +342,16 @@ export class Peer {
     if (!handler) {
       this.deps.metrics.framesRejected.labels('unknown_method').inc();
       this.deps.logger.warn({ peer: this.info.dc }, 'federation peer called an unknown method');
-      reply = { ok: false, e: new MeshError('MESH_ERR_FED_UNKNOWN_MESSAGE', `unknown method "${method.slice(0, 64)}"`).toWire() };
+      reply = {
+        ok: false,
+        e: new MeshError('MESH_ERR_FED_UNKNOWN_MESSAGE', `unknown method "${method.slice(0, 64)}"`).toWire(),
+      };
     } else if (!this.allowed(method)) {
       this.deps.metrics.framesRejected.labels('unauthenticated').inc();
-      reply = { ok: false, e: new MeshError('MESH_ERR_FED_PEER_REJECTED', `"${method}" needs an authenticated server`).toWire() };
+      reply = {
+        ok: false,
+        e: new MeshError('MESH_ERR_FED_PEER_REJECTED', `"${method}" needs an authenticated server`).toWire(),
+      };
     } else {
       try {
         reply = { ok: true, v: (await handler(b?.p, this)) ?? null };
@@ -411,7 +435,10 @@ export class Peer {
   private beat(): void {
     if (this.closed) return;
     if (this.deps.clock.monotonic() - this.lastRx > this.options.heartbeatTimeoutMs) {
-      this.deps.logger.warn({ peer: this.info.dc }, 'federation peer silent past the heartbeat timeout; closing');
+      this.deps.logger.warn(
+        { peer: this.info.dc },
+        'federation peer silent past the heartbeat timeout; closing',
+      );
       this.terminate();
       return;
     }
@@ -439,12 +466,16 @@ export class Peer {
 // --- identity --------------------------------------------------------------------------------
 
 /** The server identity a certificate carries: a SPIFFE server ID, or a DNS `server.<dc>.<domain>`. */
-export function serverIdentityOf(cert: PeerCertificate, domain: string): { dc: string; trustDomain?: string } | undefined {
+export function serverIdentityOf(
+  cert: PeerCertificate,
+  domain: string,
+): { dc: string; trustDomain?: string } | undefined {
   const san = cert.subjectaltname ?? '';
   for (const part of san.split(/,\s*/)) {
     if (part.startsWith('URI:')) {
       const r = parseSpiffeId(part.slice(4));
-      if (r.ok && r.value.kind === 'server') return { dc: r.value.datacenter, trustDomain: r.value.trustDomain };
+      if (r.ok && r.value.kind === 'server')
+        return { dc: r.value.datacenter, trustDomain: r.value.trustDomain };
     }
   }
   const suffix = `.${domain}`;
@@ -473,7 +504,9 @@ export function verifyPinnedChain(
   pin: string,
   now: number,
 ): { ok: true } | { ok: false; reason: string } {
-  const root = rootPems.map((p) => new X509Certificate(p)).find((c) => certFingerprint(c.raw) === pin.toLowerCase());
+  const root = rootPems
+    .map((p) => new X509Certificate(p))
+    .find((c) => certFingerprint(c.raw) === pin.toLowerCase());
   if (!root) return { ok: false, reason: 'no root with the pinned fingerprint' };
   const certs = chainDers.map((d) => new X509Certificate(d));
   if (certs.length === 0) return { ok: false, reason: 'the peer presented no certificate' };
@@ -520,7 +553,11 @@ export class ChannelServer {
     private readonly options: ChannelOptions & { host: string; port: number; allowJoin: boolean },
     private readonly deps: ChannelServerDeps,
   ) {
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes, perMessageDeflate: false });
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxFrameBytes,
+      perMessageDeflate: false,
+    });
   }
 
   async listen(): Promise<AddressInfo> {
@@ -535,9 +572,13 @@ export class ChannelServer {
       minVersion: 'TLSv1.3',
     });
     server.on('request', (_req, res) => {
-      res.writeHead(426, { 'content-type': 'text/plain' }).end('federation channel: WebSocket upgrade required\n');
+      res
+        .writeHead(426, { 'content-type': 'text/plain' })
+        .end('federation channel: WebSocket upgrade required\n');
     });
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.onUpgrade(req, socket, head),
+    );
     server.on('tlsClientError', (err) => {
       this.deps.metrics.peersRejected.labels('tls').inc();
       this.deps.logger.debug({ err: errorMessage(err) }, 'federation TLS handshake failed');
@@ -580,7 +621,9 @@ export class ChannelServer {
   private refuse(socket: Duplex, status: number, reason: string): void {
     this.deps.metrics.peersRejected.labels(reason).inc();
     this.deps.logger.warn({ reason }, 'federation connection refused');
-    socket.end(`HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : 'Not Found'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 403 ? 'Forbidden' : 'Not Found'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+    );
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -605,7 +648,10 @@ export class ChannelServer {
       const peer = new Peer(ws, info, this.options, this.deps);
       this.peers.add(peer);
       peer.onClose(() => this.peers.delete(peer));
-      this.deps.logger.debug({ peer: info.dc, node, authenticated: info.authenticated }, 'federation peer connected');
+      this.deps.logger.debug(
+        { peer: info.dc, node, authenticated: info.authenticated },
+        'federation peer connected',
+      );
       this.deps.onPeer?.(peer);
     });
   }
@@ -674,19 +720,33 @@ export function dialPeer(
       reject(
         err instanceof MeshError
           ? err
-          : new MeshError('MESH_ERR_FED_PRIMARY_UNREACHABLE', `cannot reach ${servername} at ${target.host}:${target.port}: ${errorMessage(err)}`, { cause: err }),
+          : new MeshError(
+              'MESH_ERR_FED_PRIMARY_UNREACHABLE',
+              `cannot reach ${servername} at ${target.host}:${target.port}: ${errorMessage(err)}`,
+              { cause: err },
+            ),
       );
     };
     ws.once('error', fail);
     ws.once('unexpected-response', (_req, res) => {
-      fail(new MeshError('MESH_ERR_FED_PEER_REJECTED', `${servername} refused the channel (HTTP ${res.statusCode})`));
+      fail(
+        new MeshError(
+          'MESH_ERR_FED_PEER_REJECTED',
+          `${servername} refused the channel (HTTP ${res.statusCode})`,
+        ),
+      );
     });
     ws.once('open', () => {
       if (settled) return;
       settled = true;
       ws.off('error', fail);
       const socket = (ws as unknown as { _socket: TLSSocket })._socket;
-      const peer = new Peer(ws, { dc: target.dc, node: target.node ?? '', authenticated: true }, options, deps);
+      const peer = new Peer(
+        ws,
+        { dc: target.dc, node: target.node ?? '', authenticated: true },
+        options,
+        deps,
+      );
       if (auth.kind === 'pinned') {
         // Keep the presented chain for the caller to verify against the pin before sending secrets.
         pinnedChains.set(peer, peerChainDers(socket));

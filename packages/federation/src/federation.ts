@@ -24,9 +24,9 @@ import {
   Registry,
   type TimerHandle,
 } from '@meshfed/core';
+import type { Peer } from './channel.js';
 import {
   ChannelServer,
-  Peer,
   certFingerprint,
   channelMetrics,
   defaultChannelOptions,
@@ -292,11 +292,21 @@ export class Federation {
     const registry = deps.registry ?? new Registry();
     this.metrics = {
       channel: channelMetrics(registry),
-      lag: registry.gauge('meshfed_federation_replication_lag_seconds', 'Primary commit to local apply, last batch', ['kind']),
+      lag: registry.gauge(
+        'meshfed_federation_replication_lag_seconds',
+        'Primary commit to local apply, last batch',
+        ['kind'],
+      ),
       index: registry.gauge('meshfed_federation_replication_index', 'Last primary index applied'),
-      applied: registry.counter('meshfed_federation_replication_applied_changes_total', 'Replicated changes applied', ['kind']),
+      applied: registry.counter(
+        'meshfed_federation_replication_applied_changes_total',
+        'Replicated changes applied',
+        ['kind'],
+      ),
       errors: registry.counter('meshfed_federation_errors_total', 'Federation errors', ['reason']),
-      reachable: registry.gauge('meshfed_federation_dc_reachable', '1 when the channel to that DC is up', ['dc']),
+      reachable: registry.gauge('meshfed_federation_dc_reachable', '1 when the channel to that DC is up', [
+        'dc',
+      ]),
     };
     for (const kind of this.options.replicatedTables)
       this.kinds.set(kind, {
@@ -318,7 +328,12 @@ export class Federation {
   }
 
   private channelOptions(): ChannelOptions {
-    return { ...this.options.channel, datacenter: this.options.datacenter, node: this.options.node, domain: this.options.domain };
+    return {
+      ...this.options.channel,
+      datacenter: this.options.datacenter,
+      node: this.options.node,
+      domain: this.options.domain,
+    };
   }
 
   private peerDeps(): { logger: Logger; clock: Clock; metrics: ChannelMetrics; handlers: Handlers } {
@@ -332,7 +347,12 @@ export class Federation {
       return { host: a.address, port: a.port };
     }
     this.server = new ChannelServer(
-      { ...this.channelOptions(), host: this.options.bindHost, port: this.options.bindPort, allowJoin: this.isPrimary },
+      {
+        ...this.channelOptions(),
+        host: this.options.bindHost,
+        port: this.options.bindPort,
+        allowJoin: this.isPrimary,
+      },
       { ...this.peerDeps(), tlsMaterial: this.deps.tlsMaterial, onPeer: (p) => this.onIncomingPeer(p) },
     );
     const a = await this.server.listen();
@@ -359,7 +379,8 @@ export class Federation {
         if (what === 'roots' || what === 'intermediate') this.server?.reloadTls();
       }),
     );
-    if (this.deps.membership) this.unsubscribers.push(this.deps.membership.onChange(() => this.reconcileLinks()));
+    if (this.deps.membership)
+      this.unsubscribers.push(this.deps.membership.onChange(() => this.reconcileLinks()));
     this.reconcileLinks();
   }
 
@@ -399,7 +420,10 @@ export class Federation {
 
   private targets(dc: string): { host: string; port: number; node?: string }[] {
     const out: { host: string; port: number; node?: string }[] = [];
-    const members = this.deps.membership?.members().filter((m) => m.dc === dc && m.status !== 'failed' && m.status !== 'left') ?? [];
+    const members =
+      this.deps.membership
+        ?.members()
+        .filter((m) => m.dc === dc && m.status !== 'failed' && m.status !== 'left') ?? [];
     const gws = this.options.gateways[dc];
     if (gws && gws.length > 0) {
       // Through the gateways: dial a gateway, name the server by SNI.
@@ -462,7 +486,12 @@ export class Federation {
 
   private scheduleReconnect(l: Link): void {
     if (l.closed || this.ac.signal.aborted) return;
-    const delay = backoff(l.attempt++, this.options.reconnectMinMs, this.options.reconnectMaxMs, this.deps.random);
+    const delay = backoff(
+      l.attempt++,
+      this.options.reconnectMinMs,
+      this.options.reconnectMaxMs,
+      this.deps.random,
+    );
     l.timer = this.clock.setTimeout(() => this.connect(l), delay);
     l.timer.unref();
   }
@@ -528,7 +557,10 @@ export class Federation {
     if (peer.closed || this.ac.signal.aborted) return;
     const e = toMeshError(err);
     this.metrics.errors.labels(what).inc();
-    this.logger.warn({ err: e.message, code: e.code, stream: what }, 'federation stream failed; reconnecting the link');
+    this.logger.warn(
+      { err: e.message, code: e.code, stream: what },
+      'federation stream failed; reconnecting the link',
+    );
     // Reconnecting resumes from the durable cursor: nothing is applied twice or lost.
     peer.close(`${what} stream failed`);
   }
@@ -558,7 +590,12 @@ export class Federation {
       throw new MeshError('MESH_ERR_FED_REPLICATION', msg);
     };
     if (!b || (b.kind !== 'snapshot' && b.kind !== 'changes')) return fail('unknown batch kind');
-    if (typeof b.index !== 'number' || typeof b.prev !== 'number' || typeof b.sentAt !== 'number' || !Array.isArray(b.changes))
+    if (
+      typeof b.index !== 'number' ||
+      typeof b.prev !== 'number' ||
+      typeof b.sentAt !== 'number' ||
+      !Array.isArray(b.changes)
+    )
       return fail('malformed batch');
     const tables = new Set(this.options.replicatedTables);
     for (const c of b.changes) {
@@ -599,7 +636,10 @@ export class Federation {
       }
     }
     this.metrics.index.set(b.index);
-    this.logger.debug({ kind: b.kind, index: b.index, changes: b.changes.length, lagMs: lag }, 'replication batch applied');
+    this.logger.debug(
+      { kind: b.kind, index: b.index, changes: b.changes.length, lagMs: lag },
+      'replication batch applied',
+    );
   }
 
   /**
@@ -609,12 +649,19 @@ export class Federation {
    */
   async checkHashes(waitMs = 2_000): Promise<Record<string, boolean | undefined>> {
     const peer = this.primaryPeer();
-    if (!peer) throw new MeshError('MESH_ERR_FED_PRIMARY_UNREACHABLE', `no channel to ${this.options.primaryDatacenter}`);
+    if (!peer)
+      throw new MeshError(
+        'MESH_ERR_FED_PRIMARY_UNREACHABLE',
+        `no channel to ${this.options.primaryDatacenter}`,
+      );
     const r = await peer.request<{ index: number; hashes: Record<string, string> }>('hash', {
       tables: this.options.replicatedTables,
     });
     const deadline = this.clock.monotonic() + waitMs;
-    while (this.deps.store.replicationCursor(this.options.primaryDatacenter) < r.index && this.clock.monotonic() < deadline)
+    while (
+      this.deps.store.replicationCursor(this.options.primaryDatacenter) < r.index &&
+      this.clock.monotonic() < deadline
+    )
       await new Promise<void>((res) => this.clock.setTimeout(res, 10));
     const at = this.deps.store.replicationCursor(this.options.primaryDatacenter);
     const out: Record<string, boolean | undefined> = {};
@@ -625,7 +672,10 @@ export class Federation {
       k.hashEqual = at === r.index ? local === r.hashes[k.kind] : undefined;
       if (k.hashEqual === false) {
         this.metrics.errors.labels('hash_mismatch').inc();
-        this.logger.error({ kind: k.kind, index: at }, 'replicated content differs from the primary at the same index');
+        this.logger.error(
+          { kind: k.kind, index: at },
+          'replicated content differs from the primary at the same index',
+        );
       }
       out[k.kind] = k.hashEqual;
     }
@@ -634,7 +684,8 @@ export class Federation {
 
   /** Forward a write of a replicated kind to the primary; the caller gets the primary's answer. */
   async forwardWrite(req: ForwardedRequest): Promise<ForwardedResponse> {
-    if (this.isPrimary) throw new MeshError('MESH_ERR_INTERNAL', 'forwardWrite is for secondaries; the primary writes locally');
+    if (this.isPrimary)
+      throw new MeshError('MESH_ERR_INTERNAL', 'forwardWrite is for secondaries; the primary writes locally');
     const peer = this.primaryPeer();
     if (!peer)
       throw new MeshError(
@@ -659,18 +710,29 @@ export class Federation {
   /** Create a CSR, have the primary sign it over the channel, install the intermediate. */
   async renewIntermediate(): Promise<void> {
     const peer = this.primaryPeer();
-    if (!peer) throw new MeshError('MESH_ERR_FED_PRIMARY_UNREACHABLE', 'no channel to the primary for the intermediate');
+    if (!peer)
+      throw new MeshError(
+        'MESH_ERR_FED_PRIMARY_UNREACHABLE',
+        'no channel to the primary for the intermediate',
+      );
     const csr = await this.deps.ca.createIntermediateCsr();
-    const r = await peer.request<{ certPem: string; rootsResponse: CaRootsResponse }>('ca.sign-intermediate', { csr });
+    const r = await peer.request<{ certPem: string; rootsResponse: CaRootsResponse }>(
+      'ca.sign-intermediate',
+      { csr },
+    );
     await this.deps.ca.installIntermediate(r.certPem, r.rootsResponse);
-    this.logger.info({ primary: this.options.primaryDatacenter }, 'CA intermediate signed by the primary and installed');
+    this.logger.info(
+      { primary: this.options.primaryDatacenter },
+      'CA intermediate signed by the primary and installed',
+    );
   }
 
   // --- join ----------------------------------------------------------------------------------
 
   /** Primary: a single-use join token for a new DC. */
   createJoinToken(opts: { ttlMs: number }): { token: string; id: string; expiresAt: number } {
-    if (!this.isPrimary) throw new MeshError('MESH_ERR_FED_NOT_PRIMARY', 'join tokens are created in the primary datacenter');
+    if (!this.isPrimary)
+      throw new MeshError('MESH_ERR_FED_NOT_PRIMARY', 'join tokens are created in the primary datacenter');
     const store = this.requireTokenStore();
     if (!(opts.ttlMs > 0)) throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'token TTL must be positive');
     const roots = this.deps.ca.rootsResponse();
@@ -703,7 +765,8 @@ export class Federation {
    * records the primary's address and the federation states. Call start() afterwards.
    */
   async join(token: string, opts: JoinOptions = {}): Promise<JoinResult> {
-    if (this.isPrimary) throw new MeshError('MESH_ERR_FED_NOT_PRIMARY', 'the primary datacenter does not join');
+    if (this.isPrimary)
+      throw new MeshError('MESH_ERR_FED_NOT_PRIMARY', 'the primary datacenter does not join');
     const t = decodeJoinToken(token);
     if (t.dc !== this.options.primaryDatacenter)
       throw new MeshError(
@@ -719,7 +782,10 @@ export class Federation {
         { details: { wouldLose } },
       );
     const addrs = opts.address ? [opts.address] : t.addrs;
-    let lastErr: unknown = new MeshError('MESH_ERR_FED_PRIMARY_UNREACHABLE', 'the token lists no primary address');
+    let lastErr: unknown = new MeshError(
+      'MESH_ERR_FED_PRIMARY_UNREACHABLE',
+      'the token lists no primary address',
+    );
     for (const addr of addrs) {
       const [host, port] = splitAddr(addr);
       let peer: Peer;
@@ -744,20 +810,29 @@ export class Federation {
           this.clock.now(),
         );
         if (!pinned.ok)
-          throw new MeshError('MESH_ERR_FED_PIN_MISMATCH', `refusing to send the join secret to ${addr}: ${pinned.reason}`);
+          throw new MeshError(
+            'MESH_ERR_FED_PIN_MISMATCH',
+            `refusing to send the join secret to ${addr}: ${pinned.reason}`,
+          );
         const leaf = new X509Certificate(chain[0]!);
-        const id = serverIdentityOf({ subjectaltname: leaf.subjectAltName ?? '' } as never, this.options.domain);
+        const id = serverIdentityOf(
+          { subjectaltname: leaf.subjectAltName ?? '' } as never,
+          this.options.domain,
+        );
         if (id?.dc !== t.dc)
           throw new MeshError('MESH_ERR_FED_PIN_MISMATCH', `${addr} is not a server of ${t.dc}`);
         // Only now, talking to the pinned primary, does the secret leave this process.
         const csr = await this.deps.ca.createIntermediateCsr();
-        const r = await peer.request<{ certPem: string; roots: CaRootsResponse; states: PublishedState[] }>('join', {
-          id: t.id,
-          secret: t.s,
-          dc: this.options.datacenter,
-          node: this.options.node,
-          csr,
-        });
+        const r = await peer.request<{ certPem: string; roots: CaRootsResponse; states: PublishedState[] }>(
+          'join',
+          {
+            id: t.id,
+            secret: t.s,
+            dc: this.options.datacenter,
+            node: this.options.node,
+            csr,
+          },
+        );
         await this.deps.ca.installIntermediate(r.certPem, r.roots);
         for (const s of r.states ?? []) if (s.dc !== this.options.datacenter) this.acceptState(s);
         for (const a of t.addrs) this.addKnownServer(t.dc, a);
@@ -779,7 +854,11 @@ export class Federation {
   }
 
   private localState(): PublishedState {
-    const s: PublishedState = { dc: this.options.datacenter, export: this.deps.localExport(), updatedAt: this.clock.now() };
+    const s: PublishedState = {
+      dc: this.options.datacenter,
+      export: this.deps.localExport(),
+      updatedAt: this.clock.now(),
+    };
     if (!this.isPrimary) s.replication = this.replicationSummary();
     return s;
   }
@@ -864,7 +943,14 @@ export class Federation {
             TaggedAddresses: { wan: { Address: host, Port: port } },
             Datacenter: s.datacenter,
           },
-          Checks: [{ Node: g.node, CheckID: 'serfHealth', Status: g.healthy ? 'passing' : 'critical', ServiceName: '' }],
+          Checks: [
+            {
+              Node: g.node,
+              CheckID: 'serfHealth',
+              Status: g.healthy ? 'passing' : 'critical',
+              ServiceName: '',
+            },
+          ],
         };
       });
     }
@@ -874,7 +960,12 @@ export class Federation {
   // --- status --------------------------------------------------------------------------------
 
   status(): FederationStatus {
-    const dcs = new Set<string>([this.options.datacenter, this.options.primaryDatacenter, ...this.knownDcs(), ...this.states.keys()]);
+    const dcs = new Set<string>([
+      this.options.datacenter,
+      this.options.primaryDatacenter,
+      ...this.knownDcs(),
+      ...this.states.keys(),
+    ]);
     const now = this.clock.now();
     const rows: DcStatus[] = [];
     for (const dc of [...dcs].sort()) {
@@ -885,14 +976,16 @@ export class Federation {
       let rep: ReplicationSummary | undefined;
       if (role === 'secondary') rep = local ? this.replicationSummary() : st?.state.replication;
       if (role === 'primary' && !local && this.isPrimary === false) rep = undefined;
-      const incoming = this.server?.connectedPeers().some((p) => p.info.dc === dc && p.info.authenticated) ?? false;
+      const incoming =
+        this.server?.connectedPeers().some((p) => p.info.dc === dc && p.info.authenticated) ?? false;
       rows.push({
         datacenter: dc,
         role,
         local,
         reachable: local || link?.peer !== undefined || incoming,
         gossip: local ? 'alive' : this.memberStatus(dc),
-        replicationIndex: role === 'primary' ? (local ? this.deps.store.currentIndex() : undefined) : rep?.index,
+        replicationIndex:
+          role === 'primary' ? (local ? this.deps.store.currentIndex() : undefined) : rep?.index,
         lagMs: rep?.lagMs,
         hashesEqual: rep?.hashesEqual,
         lastError: local ? rep?.lastError : (link?.lastError ?? rep?.lastError),
@@ -929,16 +1022,27 @@ export class Federation {
     const h = this.handlers;
     h.requests.set('state.publish', (params, peer) => {
       const s = params as PublishedState | null;
-      if (!s || typeof s.dc !== 'string' || typeof s.updatedAt !== 'number' || !s.export || !Array.isArray(s.export.services) || !Array.isArray(s.export.meshGateways))
+      if (
+        !s ||
+        typeof s.dc !== 'string' ||
+        typeof s.updatedAt !== 'number' ||
+        !s.export ||
+        !Array.isArray(s.export.services) ||
+        !Array.isArray(s.export.meshGateways)
+      )
         throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'malformed federation state');
       if (s.dc !== peer.info.dc)
-        throw new MeshError('MESH_ERR_FED_PEER_REJECTED', `a server of ${peer.info.dc} may not publish state for ${s.dc}`);
+        throw new MeshError(
+          'MESH_ERR_FED_PEER_REJECTED',
+          `a server of ${peer.info.dc} may not publish state for ${s.dc}`,
+        );
       this.acceptState(s);
       return null;
     });
     // Everything below is served by the primary only.
     const primaryOnly = <T>(fn: () => T): T => {
-      if (!this.isPrimary) throw new MeshError('MESH_ERR_FED_NOT_PRIMARY', `${this.options.datacenter} is not the primary`);
+      if (!this.isPrimary)
+        throw new MeshError('MESH_ERR_FED_NOT_PRIMARY', `${this.options.datacenter} is not the primary`);
       return fn();
     };
     h.requests.set('hash', (params) =>
@@ -955,14 +1059,16 @@ export class Federation {
         const r = params as ForwardedRequest | null;
         if (!r || typeof r.method !== 'string' || typeof r.path !== 'string' || !r.path.startsWith('/v1/'))
           throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'malformed forwarded request');
-        if (!this.deps.forwardHandler) throw new MeshError('MESH_ERR_INTERNAL', 'this primary does not accept forwarded writes');
+        if (!this.deps.forwardHandler)
+          throw new MeshError('MESH_ERR_INTERNAL', 'this primary does not accept forwarded writes');
         return this.deps.forwardHandler(r);
       }),
     );
     h.requests.set('ca.sign-intermediate', (params, peer) =>
       primaryOnly(async () => {
         const csr = (params as { csr?: unknown } | null)?.csr;
-        if (typeof csr !== 'string') throw new MeshError('MESH_ERR_CA_CSR_INVALID', 'csr must be a PEM string');
+        if (typeof csr !== 'string')
+          throw new MeshError('MESH_ERR_CA_CSR_INVALID', 'csr must be a PEM string');
         // The DC comes from the peer's certificate: a DC can only get its own intermediate.
         return this.deps.ca.signIntermediateCsr(csr, peer.info.dc);
       }),
@@ -984,7 +1090,9 @@ export class Federation {
           if (what === 'roots') push();
         });
         push();
-        await new Promise<void>((resolve) => sink.signal.addEventListener('abort', () => resolve(), { once: true }));
+        await new Promise<void>((resolve) =>
+          sink.signal.addEventListener('abort', () => resolve(), { once: true }),
+        );
         off();
       }),
     );
@@ -995,7 +1103,10 @@ export class Federation {
     if (!Array.isArray(v)) return [...allowed];
     for (const t of v)
       if (typeof t !== 'string' || !allowed.has(t))
-        throw new MeshError('MESH_ERR_FED_UNKNOWN_MESSAGE', `"${String(t).slice(0, 64)}" is not a replicated kind`);
+        throw new MeshError(
+          'MESH_ERR_FED_UNKNOWN_MESSAGE',
+          `"${String(t).slice(0, 64)}" is not a replicated kind`,
+        );
     return v as string[];
   }
 
@@ -1007,9 +1118,12 @@ export class Federation {
     const dc = p?.dc;
     const problem = nameProblem('datacenter', dc);
     if (problem) throw new MeshError('MESH_ERR_API_BAD_REQUEST', `joining datacenter: ${problem}`);
-    if (dc === this.options.datacenter) throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'a datacenter cannot join itself');
-    if (dc !== peer.info.dc) throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'datacenter differs from the connection');
-    if (typeof p?.csr !== 'string') throw new MeshError('MESH_ERR_CA_CSR_INVALID', 'csr must be a PEM string');
+    if (dc === this.options.datacenter)
+      throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'a datacenter cannot join itself');
+    if (dc !== peer.info.dc)
+      throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'datacenter differs from the connection');
+    if (typeof p?.csr !== 'string')
+      throw new MeshError('MESH_ERR_CA_CSR_INVALID', 'csr must be a PEM string');
     const signed = await this.deps.ca.signIntermediateCsr(p.csr, dc as string);
     if (!store.markUsed(p.id as string, now, dc as string))
       throw new MeshError('MESH_ERR_FED_TOKEN_USED', 'join token was already used; create a new one');
@@ -1019,14 +1133,25 @@ export class Federation {
     return { certPem: signed.certPem, roots: signed.rootsResponse, states };
   }
 
-  private async serveReplication(params: unknown, dc: string, sink: { push(b: unknown): Promise<void>; signal: AbortSignal }): Promise<void> {
+  private async serveReplication(
+    params: unknown,
+    dc: string,
+    sink: { push(b: unknown): Promise<void>; signal: AbortSignal },
+  ): Promise<void> {
     const p = params as { cursor?: unknown; tables?: unknown } | null;
     const tables = this.filterTables(p?.tables);
-    let cursor = typeof p?.cursor === 'number' && Number.isSafeInteger(p.cursor) && p.cursor >= 0 ? p.cursor : 0;
+    let cursor =
+      typeof p?.cursor === 'number' && Number.isSafeInteger(p.cursor) && p.cursor >= 0 ? p.cursor : 0;
     const store = this.deps.store;
     const sendSnapshot = async (): Promise<void> => {
       const snap = store.snapshot(tables);
-      const batch: ReplicationBatch = { kind: 'snapshot', prev: cursor, index: snap.index, changes: snap.rows, sentAt: this.clock.now() };
+      const batch: ReplicationBatch = {
+        kind: 'snapshot',
+        prev: cursor,
+        index: snap.index,
+        changes: snap.rows,
+        sentAt: this.clock.now(),
+      };
       await sink.push(batch);
       this.logger.info({ dc, index: snap.index, rows: snap.rows.length }, 'replication snapshot sent');
       cursor = snap.index;
@@ -1040,7 +1165,13 @@ export class Federation {
         continue;
       }
       if (r.index > cursor) {
-        const batch: ReplicationBatch = { kind: 'changes', prev: cursor, index: r.index, changes: r.changes, sentAt: this.clock.now() };
+        const batch: ReplicationBatch = {
+          kind: 'changes',
+          prev: cursor,
+          index: r.index,
+          changes: r.changes,
+          sentAt: this.clock.now(),
+        };
         await sink.push(batch);
         cursor = r.index;
         this.pushedIndex.set(dc, cursor);
@@ -1063,4 +1194,3 @@ function splitAddr(addr: string): [string, number] {
     throw new MeshError('MESH_ERR_CONFIG_INVALID', `"${addr}" is not host:port`);
   return [host, port];
 }
-

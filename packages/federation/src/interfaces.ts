@@ -65,7 +65,10 @@ export interface FederationCa {
   readonly isPrimary: boolean;
   rootsResponse(): CaRootsResponse;
   /** Primary: sign a secondary DC's intermediate CSR. */
-  signIntermediateCsr(csrPem: string, datacenter: string): Promise<{ certPem: string; rootsResponse: CaRootsResponse }>;
+  signIntermediateCsr(
+    csrPem: string,
+    datacenter: string,
+  ): Promise<{ certPem: string; rootsResponse: CaRootsResponse }>;
   /** Secondary: a fresh intermediate key and its CSR. */
   createIntermediateCsr(): Promise<string>;
   installIntermediate(certPem: string, roots: CaRootsResponse): Promise<void>;

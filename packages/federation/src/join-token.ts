@@ -29,7 +29,8 @@ export function encodeJoinToken(p: JoinTokenPayload): string {
 }
 
 export function decodeJoinToken(token: string): JoinTokenPayload {
-  const bad = (why: string): MeshError => new MeshError('MESH_ERR_FED_TOKEN_INVALID', `join token is invalid: ${why}`);
+  const bad = (why: string): MeshError =>
+    new MeshError('MESH_ERR_FED_TOKEN_INVALID', `join token is invalid: ${why}`);
   if (typeof token !== 'string' || !token.startsWith(PREFIX)) throw bad(`it must start with "${PREFIX}"`);
   let v: unknown;
   try {
@@ -70,9 +71,15 @@ export function checkJoinToken(store: TokenStore, id: string, secret: string, no
   if (!rec || !timingSafeEqual(presented, Buffer.from(rec.secretHash, 'hex')))
     throw new MeshError('MESH_ERR_FED_TOKEN_INVALID', 'join token is not known to this primary');
   if (rec.usedAt !== undefined)
-    throw new MeshError('MESH_ERR_FED_TOKEN_USED', `join token was already used by ${rec.usedBy ?? 'another datacenter'}; create a new one`);
+    throw new MeshError(
+      'MESH_ERR_FED_TOKEN_USED',
+      `join token was already used by ${rec.usedBy ?? 'another datacenter'}; create a new one`,
+    );
   if (now >= rec.expiresAt)
-    throw new MeshError('MESH_ERR_FED_TOKEN_EXPIRED', `join token expired at ${new Date(rec.expiresAt).toISOString()}; create a new one`);
+    throw new MeshError(
+      'MESH_ERR_FED_TOKEN_EXPIRED',
+      `join token expired at ${new Date(rec.expiresAt).toISOString()}; create a new one`,
+    );
   return rec;
 }
 

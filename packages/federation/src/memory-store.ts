@@ -22,7 +22,11 @@ export class MemoryReplicationStore implements ReplicationStore {
   /** Lowest index still fully covered by the log (changes after it are all present). */
   private logFloor = 0;
   private readonly cursors = new Map<string, number>();
-  private readonly watchers = new Set<{ tables: readonly string[]; from: number; wake: (i: number) => void }>();
+  private readonly watchers = new Set<{
+    tables: readonly string[];
+    from: number;
+    wake: (i: number) => void;
+  }>();
   private readonly historyLimit: number;
 
   constructor(options: MemoryReplicationStoreOptions = {}) {
@@ -37,7 +41,10 @@ export class MemoryReplicationStore implements ReplicationStore {
   write(changes: readonly Omit<StoreChange, 'index'>[]): number {
     const idx = ++this.index;
     for (const c of changes) this.applyOne({ ...c, index: idx });
-    this.commit(idx, changes.map((c) => ({ ...c, index: idx })));
+    this.commit(
+      idx,
+      changes.map((c) => ({ ...c, index: idx })),
+    );
     return idx;
   }
 
@@ -105,11 +112,15 @@ export class MemoryReplicationStore implements ReplicationStore {
     const idx = ++this.index;
     const logged: StoreChange[] = [];
     for (const t of opts.replaceAll ?? []) {
-      for (const key of this.tables.get(t)?.keys() ?? []) logged.push({ index: idx, table: t, key, op: 'delete' });
+      for (const key of this.tables.get(t)?.keys() ?? [])
+        logged.push({ index: idx, table: t, key, op: 'delete' });
       this.tables.get(t)?.clear();
     }
     for (const c of changes) {
-      const local = c.op === 'put' ? { index: idx, table: c.table, key: c.key, op: c.op, value: c.value } : { index: idx, table: c.table, key: c.key, op: c.op };
+      const local =
+        c.op === 'put'
+          ? { index: idx, table: c.table, key: c.key, op: c.op, value: c.value }
+          : { index: idx, table: c.table, key: c.key, op: c.op };
       this.applyOne(local);
       logged.push(local);
     }
@@ -124,7 +135,9 @@ export class MemoryReplicationStore implements ReplicationStore {
   contentHash(tables: readonly string[]): string {
     const h = createHash('sha256');
     for (const t of [...tables].sort()) {
-      const rows = [...(this.tables.get(t) ?? new Map<string, Row>())].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      const rows = [...(this.tables.get(t) ?? new Map<string, Row>())].sort(([a], [b]) =>
+        a < b ? -1 : a > b ? 1 : 0,
+      );
       for (const [key, row] of rows) h.update(`${t}\u0000${key}\u0000${canonicalJson(row.value)}\n`);
     }
     return h.digest('hex');
@@ -169,8 +182,7 @@ export class MemoryReplicationStore implements ReplicationStore {
       this.log = this.log.slice(drop);
     }
     const touched = new Set(changes.map((c) => c.table));
-    for (const w of [...this.watchers])
-      if (idx > w.from && w.tables.some((t) => touched.has(t))) w.wake(idx);
+    for (const w of [...this.watchers]) if (idx > w.from && w.tables.some((t) => touched.has(t))) w.wake(idx);
   }
 }
 

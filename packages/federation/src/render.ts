@@ -6,7 +6,17 @@ import type { FederationStatus } from './federation.js';
 const yesNo = (v: boolean | undefined): string => (v === undefined ? '-' : v ? 'yes' : 'NO');
 
 export function renderFederationStatus(s: FederationStatus): string {
-  const head = ['Datacenter', 'Role', 'Reachable', 'Gossip', 'Index', 'Lag ms', 'Hashes equal', 'Stale', 'Last error'];
+  const head = [
+    'Datacenter',
+    'Role',
+    'Reachable',
+    'Gossip',
+    'Index',
+    'Lag ms',
+    'Hashes equal',
+    'Stale',
+    'Last error',
+  ];
   const rows = s.datacenters.map((d) => [
     d.local ? `${d.datacenter} (this)` : d.datacenter,
     d.role,
@@ -19,6 +29,10 @@ export function renderFederationStatus(s: FederationStatus): string {
     d.lastError ?? '',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(head), ...rows.map(line)].join('\n') + '\n';
 }

@@ -32,10 +32,13 @@ const intention = (src: string, dst: string, action = 'allow') => ({
 
 async function converged(primary: Dc, secondaries: Dc[], what = 'replication'): Promise<void> {
   const want = primary.store.contentHash(['intentions', 'config_entries']);
-  await waitFor(() => secondaries.every((s) => s.store.contentHash(['intentions', 'config_entries']) === want), {
-    timeoutMs: 15_000,
-    what,
-  });
+  await waitFor(
+    () => secondaries.every((s) => s.store.contentHash(['intentions', 'config_entries']) === want),
+    {
+      timeoutMs: 15_000,
+      what,
+    },
+  );
 }
 
 test('secondaries joined by token replicate intentions and config entries; hashes match; status and metrics say so', async (t) => {
@@ -50,7 +53,10 @@ test('secondaries joined by token replicate intentions and config entries; hashe
   await converged(primary, secondaries);
   t.deepEqual(dc2.store.get('intentions', 'web->db'), intention('web', 'db'));
   t.deepEqual(dc3.store.keys('intentions'), ['web->db']);
-  t.deepEqual(dc3.store.get('config_entries', 'service-resolver/db'), { Kind: 'service-resolver', Name: 'db' });
+  t.deepEqual(dc3.store.get('config_entries', 'service-resolver/db'), {
+    Kind: 'service-resolver',
+    Name: 'db',
+  });
   t.is(dc2.store.replicationCursor('dc1'), primary.store.currentIndex());
 
   const hashes = await dc2.fed.checkHashes();
@@ -72,7 +78,9 @@ test('secondaries joined by token replicate intentions and config entries; hashe
   await waitFor(
     () => {
       const rows = primary.fed.status().datacenters;
-      return ['dc2', 'dc3'].every((d) => rows.find((r) => r.datacenter === d)?.replicationIndex === primary.store.currentIndex());
+      return ['dc2', 'dc3'].every(
+        (d) => rows.find((r) => r.datacenter === d)?.replicationIndex === primary.store.currentIndex(),
+      );
     },
     { what: 'primary status shows secondaries caught up' },
   );
@@ -85,7 +93,14 @@ test('secondaries joined by token replicate intentions and config entries; hashe
   const [leaf, ...rest] = m.cert.split(/(?<=-----END CERTIFICATE-----\n?)/).filter((s) => s.trim());
   writeFileSync(join(dir, 'leaf.pem'), leaf!);
   writeFileSync(join(dir, 'chain.pem'), rest.join(''));
-  const v = await run('openssl', ['verify', '-CAfile', bundle, '-untrusted', join(dir, 'chain.pem'), join(dir, 'leaf.pem')]);
+  const v = await run('openssl', [
+    'verify',
+    '-CAfile',
+    bundle,
+    '-untrusted',
+    join(dir, 'chain.pem'),
+    join(dir, 'leaf.pem'),
+  ]);
   t.regex(v.stdout, /OK/);
 });
 
@@ -118,7 +133,11 @@ test('a write sent to a secondary is forwarded to the primary, lands there and c
   await primary.fed.close();
   await waitFor(() => !dc2.fed.peerFor('dc1'), { what: 'link down' });
   const err = await t.throwsAsync(
-    dc2.fed.forwardWrite({ method: 'PUT', path: '/v1/connect/intentions/exact', query: { source: 'x', destination: 'y' } }),
+    dc2.fed.forwardWrite({
+      method: 'PUT',
+      path: '/v1/connect/intentions/exact',
+      query: { source: 'x', destination: 'y' },
+    }),
   );
   t.true(isMeshError(err, 'MESH_ERR_FED_PRIMARY_UNREACHABLE'));
   t.is(dc2.store.get('intentions', 'x->y'), undefined);
@@ -128,7 +147,9 @@ test('the channel cut mid-stream while writes continue: the secondary resumes fr
   const { primary, secondaries } = await makeFederation(t, tempDir(t), ['dc2']);
   const dc2 = secondaries[0]!;
   primary.store.put('config_entries', 'proxy-defaults/global', { Kind: 'proxy-defaults', Name: 'global' });
-  await waitFor(() => dc2.store.replicationCursor('dc1') === primary.store.currentIndex(), { what: 'initial sync' });
+  await waitFor(() => dc2.store.replicationCursor('dc1') === primary.store.currentIndex(), {
+    what: 'initial sync',
+  });
   const applied = new Map<string, number>();
   let snapshots = 0;
   const orig = dc2.store.applyReplicated.bind(dc2.store);
@@ -151,7 +172,10 @@ test('the channel cut mid-stream while writes continue: the secondary resumes fr
   t.is(cuts, 2);
   t.is(snapshots, 0, 'resumed from the cursor, no full resync');
   t.is(applied.size, N, 'every write arrived');
-  t.true([...applied.values()].every((n) => n === 1), 'no write applied twice');
+  t.true(
+    [...applied.values()].every((n) => n === 1),
+    'no write applied twice',
+  );
   t.deepEqual(await dc2.fed.checkHashes(), { intentions: true, config_entries: true });
   t.true(dc2.logs.some((l) => l.includes('federation link down')));
 });
@@ -214,15 +238,28 @@ test('a server certificate from another CA is refused in both directions, counte
   const foreignTls = await foreign.serverTls('evil');
   const addr = primary.fed.status() && (await primary.fed.listen());
   const reg = new Registry();
-  const deps = { logger: silentLogger, clock: systemClock, metrics: channelMetrics(reg), handlers: emptyHandlers() };
+  const deps = {
+    logger: silentLogger,
+    clock: systemClock,
+    metrics: channelMetrics(reg),
+    handlers: emptyHandlers(),
+  };
   const opts = { ...defaultChannelOptions, datacenter: 'dc9', node: 'evil', domain: 'consul' };
   // A foreign server dials the primary: its certificate does not chain to dc1's bundle.
   // (It trusts dc1's bundle so the TLS handshake completes and the primary's refusal is observed.)
   const e1 = await t.throwsAsync(
-    dialPeer({ host: '127.0.0.1', port: addr.port, dc: 'dc1' }, { kind: 'mtls', material: { ...foreignTls, ca: primary.ca.bundle() } }, opts, deps),
+    dialPeer(
+      { host: '127.0.0.1', port: addr.port, dc: 'dc1' },
+      { kind: 'mtls', material: { ...foreignTls, ca: primary.ca.bundle() } },
+      opts,
+      deps,
+    ),
   );
   t.true(isMeshError(e1, 'MESH_ERR_FED_PEER_REJECTED'), String(e1));
-  t.regex(primary.registry.render(), /meshfed_federation_peers_rejected_total\{reason="untrusted_certificate"\} 1/);
+  t.regex(
+    primary.registry.render(),
+    /meshfed_federation_peers_rejected_total\{reason="untrusted_certificate"\} 1/,
+  );
   // dc2 dials a server presenting a foreign certificate: dc2 refuses it at the handshake.
   const e2 = await t.throwsAsync(
     dialPeer(
@@ -244,9 +281,20 @@ test('garbage frames, unknown frame types and unknown methods are refused, logge
   const { primary, secondaries } = await makeFederation(t, dir, ['dc2', 'dc3']);
   const [dc2, dc3] = secondaries as [Dc, Dc];
   const addr = await primary.fed.listen();
-  const deps = { logger: silentLogger, clock: systemClock, metrics: channelMetrics(new Registry()), handlers: emptyHandlers() };
+  const deps = {
+    logger: silentLogger,
+    clock: systemClock,
+    metrics: channelMetrics(new Registry()),
+    handlers: emptyHandlers(),
+  };
   const opts = { ...defaultChannelOptions, datacenter: 'dc2', node: 'probe', domain: 'consul' };
-  const dial = () => dialPeer({ host: '127.0.0.1', port: addr.port, dc: 'dc1' }, { kind: 'mtls', material: dc2.material()! }, opts, deps);
+  const dial = () =>
+    dialPeer(
+      { host: '127.0.0.1', port: addr.port, dc: 'dc1' },
+      { kind: 'mtls', material: dc2.material()! },
+      opts,
+      deps,
+    );
 
   const p1 = await dial();
   const closed1 = new Promise<string>((r) => p1.onClose(r));
@@ -268,7 +316,10 @@ test('garbage frames, unknown frame types and unknown methods are refused, logge
   t.regex(metrics, /meshfed_federation_frames_rejected_total\{reason="unknown_type"\} 1/);
   t.regex(metrics, /meshfed_federation_frames_rejected_total\{reason="unknown_method"\} 1/);
   t.true(primary.logs.some((l) => l.includes('bad frame') && l.includes('"reason":"decode"')));
-  t.false(primary.logs.some((l) => /"level":(30|40|50)/.test(l) && l.includes('drop-tables')), 'raw input not logged above debug');
+  t.false(
+    primary.logs.some((l) => /"level":(30|40|50)/.test(l) && l.includes('drop-tables')),
+    'raw input not logged above debug',
+  );
   // Nothing applied, and the other DCs' links still work.
   primary.store.put('intentions', 'still->ok', intention('still', 'ok'));
   await converged(primary, [dc2, dc3], 'replication after bad peers');
@@ -278,7 +329,9 @@ test('garbage frames, unknown frame types and unknown methods are refused, logge
 test('catalog export flows between secondaries while the primary is down; stale and withdrawn DCs are marked', async (t) => {
   const { primary, secondaries, membership } = await makeFederation(t, tempDir(t));
   const [dc2, dc3] = secondaries as [Dc, Dc];
-  await waitFor(() => dc3.fed.federationStates().some((s) => s.datacenter === 'dc2'), { what: 'dc3 sees dc2' });
+  await waitFor(() => dc3.fed.federationStates().some((s) => s.datacenter === 'dc2'), {
+    what: 'dc3 sees dc2',
+  });
   await waitFor(() => primary.fed.federationStates().length === 3, { what: 'primary sees all' });
   await primary.fed.close();
   membership.setStatus('dc1', 'failed');
@@ -288,23 +341,35 @@ test('catalog export flows between secondaries while the primary is down; stale 
   };
   dc2.fed.notifyLocalChange();
   await waitFor(
-    () => dc3.fed.federationStates().find((s) => s.datacenter === 'dc2')?.services.some((s) => s.name === 'payments'),
+    () =>
+      dc3.fed
+        .federationStates()
+        .find((s) => s.datacenter === 'dc2')
+        ?.services.some((s) => s.name === 'payments'),
     { what: 'dc3 sees the new dc2 service with the primary down' },
   );
   const st = dc3.fed.federationStates().find((s) => s.datacenter === 'dc2')!;
   t.false(st.stale);
-  t.deepEqual(st.services.find((s) => s.name === 'payments'), { name: 'payments', healthy: 2, total: 3, protocol: 'grpc' });
+  t.deepEqual(
+    st.services.find((s) => s.name === 'payments'),
+    { name: 'payments', healthy: 2, total: 3, protocol: 'grpc' },
+  );
   // The failed primary's state is withdrawn from the view; status says it is unreachable.
   t.false(dc3.fed.federationStates().some((s) => s.datacenter === 'dc1'));
   const row = dc3.fed.status().datacenters.find((d) => d.datacenter === 'dc1')!;
   t.false(row.reachable);
   t.is(row.gossip, 'failed');
-  const gws = dc3.fed.meshGatewaysByDc() as Record<string, { Service: { Port: number }; Checks: { Status: string }[] }[]>;
+  const gws = dc3.fed.meshGatewaysByDc() as Record<
+    string,
+    { Service: { Port: number }; Checks: { Status: string }[] }[]
+  >;
   t.deepEqual(Object.keys(gws).sort(), ['dc2', 'dc3']);
   t.is(gws['dc2']![0]!.Checks[0]!.Status, 'passing');
   // dc2 goes silent (its link dies and stays dead): dc3 marks its state stale.
   await dc2.fed.close();
-  await waitFor(() => dc3.fed.federationStates().find((s) => s.datacenter === 'dc2')?.stale, { what: 'dc2 stale in dc3' });
+  await waitFor(() => dc3.fed.federationStates().find((s) => s.datacenter === 'dc2')?.stale, {
+    what: 'dc2 stale in dc3',
+  });
   t.pass();
 });
 
@@ -315,7 +380,9 @@ test('a root rotation in the primary reaches the secondary, which gets a new int
   await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link' });
   const before = dc2.ca.intermediate!.cert;
   await primary.ca.rotateRoot();
-  await waitFor(() => dc2.ca.intermediate!.cert !== before && !dc2.ca.needsIntermediate(), { what: 'new intermediate' });
+  await waitFor(() => dc2.ca.intermediate!.cert !== before && !dc2.ca.needsIntermediate(), {
+    what: 'new intermediate',
+  });
   const roots = dc2.ca.rootsResponse();
   t.is(roots.Roots.length, 2, 'bundle carries old and new roots');
   t.is(roots.ActiveRootID, primary.ca.rootsResponse().ActiveRootID);
@@ -347,10 +414,14 @@ test('a secondary reaches the primary through a mesh gateway that routes by SNI 
     baseDir: dir,
     options: { gateways: { dc1: [`127.0.0.1:${gwPort}`] } },
   });
-  await dc2.fed.join(primary.fed.createJoinToken({ ttlMs: 60_000 }).token, { address: `127.0.0.1:${gwPort}` });
+  await dc2.fed.join(primary.fed.createJoinToken({ ttlMs: 60_000 }).token, {
+    address: `127.0.0.1:${gwPort}`,
+  });
   await dc2.start();
   primary.store.put('intentions', 'via->gateway', intention('via', 'gateway'));
-  await waitFor(() => dc2.store.get('intentions', 'via->gateway'), { what: 'replication through the gateway' });
+  await waitFor(() => dc2.store.get('intentions', 'via->gateway'), {
+    what: 'replication through the gateway',
+  });
   t.true(gw.routed.includes('server.dc1.consul'), 'join dialled by the DC-wide server name');
   t.true(gw.routed.includes('s-dc1.server.dc1.consul'), 'the link named the primary node by SNI');
 });
@@ -377,10 +448,21 @@ test('a secondary whose cursor fell out of the primary history gets a full resyn
   await dc2.fed.close();
   for (let i = 0; i < 200; i++) primary2.store.put('intentions', `k${i}->db`, intention(`k${i}`, 'db'));
   primary2.store.delete('intentions', 'a->b');
-  const dc2b = await makeDc(t, { name: 'dc2', primary: 'dc1', membership, baseDir: dir, ca: dc2.ca, store: dc2.store });
+  const dc2b = await makeDc(t, {
+    name: 'dc2',
+    primary: 'dc1',
+    membership,
+    baseDir: dir,
+    ca: dc2.ca,
+    store: dc2.store,
+  });
   await dc2b.start();
   await converged(primary2, [dc2b], 'resync');
   t.is(snapshots, 1);
-  t.is(dc2b.store.get('intentions', 'a->b'), undefined, 'a delete missed during the outage is not resurrected');
+  t.is(
+    dc2b.store.get('intentions', 'a->b'),
+    undefined,
+    'a delete missed during the outage is not resurrected',
+  );
   t.is(dc2b.store.keys('intentions').length, 200);
 });

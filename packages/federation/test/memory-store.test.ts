@@ -19,7 +19,10 @@ test('changesSince returns changes in index order, never splits a transaction, a
   t.is(r.index, i1);
   const r2 = s.changesSince(i1, ['intentions']);
   if ('tooOld' in r2) return t.fail();
-  t.deepEqual(r2.changes.map((c) => [c.key, c.index]), [['c', i3]]);
+  t.deepEqual(
+    r2.changes.map((c) => [c.key, c.index]),
+    [['c', i3]],
+  );
   t.is(r2.index, s.currentIndex());
   for (let i = 0; i < 20; i++) s.put('intentions', `k${i}`, i);
   t.deepEqual(s.changesSince(i1, ['intentions']), { tooOld: true });
@@ -30,13 +33,17 @@ test('applyReplicated is one step: replaceAll, changes, cursor and one index rai
   s.put('intentions', 'local', 1);
   const before = s.currentIndex();
   const woke = s.watchTables(['intentions'], before, new AbortController().signal);
-  s.applyReplicated('dc1', 42, [{ index: 40, table: 'intentions', key: 'x', op: 'put', value: { A: 1 } }], { replaceAll: ['intentions'] });
+  s.applyReplicated('dc1', 42, [{ index: 40, table: 'intentions', key: 'x', op: 'put', value: { A: 1 } }], {
+    replaceAll: ['intentions'],
+  });
   t.is(await woke, before + 1);
   t.is(s.currentIndex(), before + 1);
   t.is(s.replicationCursor('dc1'), 42);
   t.is(s.replicationCursor('dc9'), 0);
   t.deepEqual(s.keys('intentions'), ['x']);
-  t.throws(() => s.applyReplicated('dc1', 43, [{ index: 1, table: 'intentions', key: 'y', op: 'bogus' as 'put' }]));
+  t.throws(() =>
+    s.applyReplicated('dc1', 43, [{ index: 1, table: 'intentions', key: 'y', op: 'bogus' as 'put' }]),
+  );
   t.is(s.replicationCursor('dc1'), 42, 'a bad batch changes nothing');
   t.deepEqual(s.keys('intentions'), ['x']);
 });
@@ -61,8 +68,30 @@ test('renderFederationStatus prints one aligned row per DC with NO where hashes 
     role: 'secondary',
     kinds: [],
     datacenters: [
-      { datacenter: 'dc1', role: 'primary', local: false, reachable: true, gossip: 'alive', replicationIndex: undefined, lagMs: undefined, hashesEqual: undefined, lastError: undefined, stale: false },
-      { datacenter: 'dc2', role: 'secondary', local: true, reachable: true, gossip: 'alive', replicationIndex: 42, lagMs: 3.2, hashesEqual: false, lastError: 'gap', stale: false },
+      {
+        datacenter: 'dc1',
+        role: 'primary',
+        local: false,
+        reachable: true,
+        gossip: 'alive',
+        replicationIndex: undefined,
+        lagMs: undefined,
+        hashesEqual: undefined,
+        lastError: undefined,
+        stale: false,
+      },
+      {
+        datacenter: 'dc2',
+        role: 'secondary',
+        local: true,
+        reachable: true,
+        gossip: 'alive',
+        replicationIndex: 42,
+        lagMs: 3.2,
+        hashesEqual: false,
+        lastError: 'gap',
+        stale: false,
+      },
     ],
   });
   const lines = out.trimEnd().split('\n');
