@@ -467,7 +467,7 @@ export class Peer {
 
 /** The server identity a certificate carries: a SPIFFE server ID, or a DNS `server.<dc>.<domain>`. */
 export function serverIdentityOf(
-  cert: PeerCertificate,
+  cert: Pick<PeerCertificate, 'subjectaltname'>,
   domain: string,
 ): { dc: string; trustDomain?: string } | undefined {
   const san = cert.subjectaltname ?? '';

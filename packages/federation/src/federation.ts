@@ -47,6 +47,7 @@ import {
   hashSecret,
   newTokenSecret,
 } from './join-token.js';
+import { CommitTimes } from './commit-times.js';
 import type {
   CaRootsResponse,
   DcExport,
@@ -58,6 +59,9 @@ import type {
   TlsMaterial,
   TokenStore,
 } from './interfaces.js';
+
+/** A link up for longer than this resets its reconnect backoff when it drops. */
+const STABLE_LINK_MS = 10_000;
 
 export const REPLICATED_TABLES = ['intentions', 'config_entries'] as const;
 
@@ -75,6 +79,8 @@ export interface FederationOptions {
   gateways: Record<string, string[]>;
   replicatedTables: readonly string[];
   batchSize: number;
+  /** Rows per snapshot frame (a snapshot is applied in one transaction after its last part). */
+  snapshotChunkRows: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
   publishIntervalMs: number;
@@ -93,6 +99,7 @@ export const defaultFederationOptions = {
   gateways: {} as Record<string, string[]>,
   replicatedTables: REPLICATED_TABLES,
   batchSize: 500,
+  snapshotChunkRows: 5_000,
   reconnectMinMs: 100,
   reconnectMaxMs: 10_000,
   publishIntervalMs: 5_000,
@@ -220,7 +227,11 @@ interface ReplicationBatch {
   prev: number;
   index: number;
   changes: StoreChange[];
-  sentAt: number;
+  /** Primary wall-clock time its oldest change was committed (lag = apply time - this). */
+  committedAt: number;
+  /** Snapshots travel in parts; the secondary applies them in one transaction after the last. */
+  part?: number;
+  last?: boolean;
 }
 
 interface PublishedState {
@@ -269,6 +280,10 @@ export class Federation {
   private readonly ac = new AbortController();
   private started = false;
   private renewing: Promise<void> | undefined;
+  /** Primary: when each index was seen committed, for the lag carried in batches. */
+  private readonly commitTimes = new CommitTimes();
+  /** Secondary: snapshot parts received so far on the current stream. */
+  private pendingSnapshot: { index: number; rows: StoreChange[]; next: number } | undefined;
 
   constructor(
     input: FederationInput,
@@ -379,6 +394,7 @@ export class Federation {
         if (what === 'roots' || what === 'intermediate') this.server?.reloadTls();
       }),
     );
+    if (this.isPrimary) void this.watchCommits();
     if (this.deps.membership)
       this.unsubscribers.push(this.deps.membership.onChange(() => this.reconcileLinks()));
     this.reconcileLinks();
@@ -515,12 +531,15 @@ export class Federation {
       (peer) => {
         if (l.closed || this.ac.signal.aborted) return peer.close('link no longer wanted');
         l.peer = peer;
-        l.attempt = 0;
         l.lastError = undefined;
+        const upAt = this.clock.monotonic();
         this.metrics.reachable.labels(l.dc).set(1);
         this.logger.info({ dc: l.dc, addr: `${t.host}:${t.port}` }, 'federation link up');
         peer.onClose((reason) => {
           if (l.peer === peer) l.peer = undefined;
+          // A link that dies right after it came up keeps backing off (a peer that refuses us at
+          // once must not be redialled in a tight loop); one that lived a while starts over.
+          if (this.clock.monotonic() - upAt > STABLE_LINK_MS) l.attempt = 0;
           this.metrics.reachable.labels(l.dc).set(0);
           for (const s of l.subs.splice(0)) s.close();
           if (!l.closed) {
@@ -575,6 +594,7 @@ export class Federation {
     const primary = this.options.primaryDatacenter;
     const tables = this.options.replicatedTables;
     const cursor = this.deps.store.replicationCursor(primary);
+    this.pendingSnapshot = undefined;
     const sub = peer.subscribe('replicate', { cursor, tables }, (body) => this.applyBatch(body));
     sub.done.catch((err: unknown) => this.streamFailed(peer, 'replication', err));
     return sub;
@@ -593,7 +613,7 @@ export class Federation {
     if (
       typeof b.index !== 'number' ||
       typeof b.prev !== 'number' ||
-      typeof b.sentAt !== 'number' ||
+      typeof b.committedAt !== 'number' ||
       !Array.isArray(b.changes)
     )
       return fail('malformed batch');
@@ -609,17 +629,27 @@ export class Federation {
         return fail('a change is malformed or for a table that is not replicated');
     }
     const cursor = this.deps.store.replicationCursor(primary);
-    if (b.kind === 'changes' && b.prev !== cursor)
-      return fail(`gap: batch follows index ${b.prev}, we are at ${cursor}`);
-    if (b.index < cursor && b.kind === 'changes') return fail('batch goes backwards');
-    this.deps.store.applyReplicated(
-      primary,
-      b.index,
-      b.changes,
-      b.kind === 'snapshot' ? { replaceAll: this.options.replicatedTables } : undefined,
-    );
+    if (b.kind === 'changes') {
+      if (this.pendingSnapshot) return fail('changes arrived before the snapshot was complete');
+      if (b.prev !== cursor) return fail(`gap: batch follows index ${b.prev}, we are at ${cursor}`);
+      this.deps.store.applyReplicated(primary, b.index, b.changes);
+    } else {
+      const part = typeof b.part === 'number' ? b.part : 0;
+      const ps = this.pendingSnapshot;
+      if (part === 0) this.pendingSnapshot = { index: b.index, rows: [...b.changes], next: 1 };
+      else if (!ps || ps.index !== b.index || ps.next !== part) return fail('snapshot part out of order');
+      else {
+        for (const c of b.changes) ps.rows.push(c);
+        ps.next++;
+      }
+      if (b.last === false) return; // wait for the rest; nothing is applied until the last part
+      const rows = this.pendingSnapshot!.rows;
+      this.pendingSnapshot = undefined;
+      this.deps.store.applyReplicated(primary, b.index, rows, { replaceAll: this.options.replicatedTables });
+      b.changes = rows;
+    }
     const now = this.clock.now();
-    const lag = Math.max(0, now - b.sentAt);
+    const lag = Math.max(0, now - b.committedAt);
     const counts = new Map<string, number>();
     for (const c of b.changes) counts.set(c.table, (counts.get(c.table) ?? 0) + 1);
     for (const k of this.kinds.values()) {
@@ -643,43 +673,41 @@ export class Federation {
   }
 
   /**
-   * Compare per-kind content hashes with the primary's, at the same primary index. Waits (up to
-   * `waitMs`) for local replication to reach the primary's index; if the primary moves on in the
-   * meantime the result stays unknown.
+   * Compare per-kind content hashes with the primary's. The primary says whether any replicated
+   * change exists after our cursor; only when none does are the two contents comparable. Retries
+   * (for up to `waitMs`) while replication is catching up; if it never settles the result stays
+   * unknown (undefined), never a false alarm.
    */
   async checkHashes(waitMs = 2_000): Promise<Record<string, boolean | undefined>> {
-    const peer = this.primaryPeer();
-    if (!peer)
-      throw new MeshError(
-        'MESH_ERR_FED_PRIMARY_UNREACHABLE',
-        `no channel to ${this.options.primaryDatacenter}`,
-      );
-    const r = await peer.request<{ index: number; hashes: Record<string, string> }>('hash', {
-      tables: this.options.replicatedTables,
-    });
+    const primary = this.options.primaryDatacenter;
     const deadline = this.clock.monotonic() + waitMs;
-    while (
-      this.deps.store.replicationCursor(this.options.primaryDatacenter) < r.index &&
-      this.clock.monotonic() < deadline
-    )
-      await new Promise<void>((res) => this.clock.setTimeout(res, 10));
-    const at = this.deps.store.replicationCursor(this.options.primaryDatacenter);
-    const out: Record<string, boolean | undefined> = {};
-    for (const k of this.kinds.values()) {
-      const local = this.deps.store.contentHash([k.kind]);
-      k.localHash = local;
-      k.primaryHash = r.hashes[k.kind];
-      k.hashEqual = at === r.index ? local === r.hashes[k.kind] : undefined;
-      if (k.hashEqual === false) {
-        this.metrics.errors.labels('hash_mismatch').inc();
-        this.logger.error(
-          { kind: k.kind, index: at },
-          'replicated content differs from the primary at the same index',
-        );
+    for (;;) {
+      const peer = this.primaryPeer();
+      if (!peer) throw new MeshError('MESH_ERR_FED_PRIMARY_UNREACHABLE', `no channel to ${primary}`);
+      const cursor = this.deps.store.replicationCursor(primary);
+      const r = await peer.request<{ comparable: boolean; hashes: Record<string, string> }>('hash', {
+        tables: this.options.replicatedTables,
+        cursor,
+      });
+      const settled = r.comparable && this.deps.store.replicationCursor(primary) === cursor;
+      if (settled || this.clock.monotonic() >= deadline) {
+        const out: Record<string, boolean | undefined> = {};
+        for (const k of this.kinds.values()) {
+          const local = this.deps.store.contentHash([k.kind]);
+          k.localHash = local;
+          k.primaryHash = r.hashes[k.kind];
+          k.hashEqual = settled ? local === r.hashes[k.kind] : undefined;
+          if (k.hashEqual === false) {
+            k.lastError = `content hash differs from the primary's at index ${cursor}`;
+            this.metrics.errors.labels('hash_mismatch').inc();
+            this.logger.error({ kind: k.kind, index: cursor }, 'replicated content differs from the primary');
+          }
+          out[k.kind] = k.hashEqual;
+        }
+        return out;
       }
-      out[k.kind] = k.hashEqual;
+      await new Promise<void>((res) => this.clock.setTimeout(res, 20));
     }
-    return out;
   }
 
   /** Forward a write of a replicated kind to the primary; the caller gets the primary's answer. */
@@ -815,10 +843,7 @@ export class Federation {
             `refusing to send the join secret to ${addr}: ${pinned.reason}`,
           );
         const leaf = new X509Certificate(chain[0]!);
-        const id = serverIdentityOf(
-          { subjectaltname: leaf.subjectAltName ?? '' } as never,
-          this.options.domain,
-        );
+        const id = serverIdentityOf({ subjectaltname: leaf.subjectAltName ?? '' }, this.options.domain);
         if (id?.dc !== t.dc)
           throw new MeshError('MESH_ERR_FED_PIN_MISMATCH', `${addr} is not a server of ${t.dc}`);
         // Only now, talking to the pinned primary, does the secret leave this process.
@@ -985,7 +1010,11 @@ export class Federation {
         reachable: local || link?.peer !== undefined || incoming,
         gossip: local ? 'alive' : this.memberStatus(dc),
         replicationIndex:
-          role === 'primary' ? (local ? this.deps.store.currentIndex() : undefined) : rep?.index,
+          role === 'primary'
+            ? local
+              ? this.deps.store.currentIndex()
+              : undefined
+            : (rep?.index ?? this.pushedIndex.get(dc)),
         lagMs: rep?.lagMs,
         hashesEqual: rep?.hashesEqual,
         lastError: local ? rep?.lastError : (link?.lastError ?? rep?.lastError),
@@ -1047,11 +1076,16 @@ export class Federation {
     };
     h.requests.set('hash', (params) =>
       primaryOnly(() => {
-        const tables = this.filterTables((params as { tables?: unknown } | null)?.tables);
+        const p = params as { tables?: unknown; cursor?: unknown } | null;
+        const tables = this.filterTables(p?.tables);
         const hashes: Record<string, string> = {};
-        const index = this.deps.store.currentIndex();
         for (const t of tables) hashes[t] = this.deps.store.contentHash([t]);
-        return { index, hashes };
+        // Comparable when the asker has every replicated change we have.
+        const cursor = typeof p?.cursor === 'number' ? p.cursor : -1;
+        const since =
+          cursor >= 0 ? this.deps.store.changesSince(cursor, tables, 1) : { tooOld: true as const };
+        const comparable = !('tooOld' in since) && since.changes.length === 0;
+        return { index: this.deps.store.currentIndex(), hashes, comparable };
       }),
     );
     h.requests.set('forward', (params) =>
@@ -1096,6 +1130,20 @@ export class Federation {
         off();
       }),
     );
+  }
+
+  /** Primary: note when replicated changes commit, so batches carry their commit time. */
+  private async watchCommits(): Promise<void> {
+    let last = this.deps.store.currentIndex();
+    this.commitTimes.startAt(last);
+    while (!this.ac.signal.aborted) {
+      try {
+        last = await this.deps.store.watchTables(this.options.replicatedTables, last, this.ac.signal);
+      } catch {
+        return;
+      }
+      this.commitTimes.record(last, this.clock.now());
+    }
   }
 
   private filterTables(v: unknown): string[] {
@@ -1145,15 +1193,21 @@ export class Federation {
     const store = this.deps.store;
     const sendSnapshot = async (): Promise<void> => {
       const snap = store.snapshot(tables);
-      const batch: ReplicationBatch = {
-        kind: 'snapshot',
-        prev: cursor,
-        index: snap.index,
-        changes: snap.rows,
-        sentAt: this.clock.now(),
-      };
-      await sink.push(batch);
-      this.logger.info({ dc, index: snap.index, rows: snap.rows.length }, 'replication snapshot sent');
+      const size = this.options.snapshotChunkRows;
+      const parts = Math.max(1, Math.ceil(snap.rows.length / size));
+      for (let part = 0; part < parts; part++) {
+        const batch: ReplicationBatch = {
+          kind: 'snapshot',
+          prev: cursor,
+          index: snap.index,
+          changes: snap.rows.slice(part * size, (part + 1) * size),
+          committedAt: this.clock.now(),
+          part,
+          last: part === parts - 1,
+        };
+        await sink.push(batch);
+      }
+      this.logger.info({ dc, index: snap.index, rows: snap.rows.length, parts }, 'replication snapshot sent');
       cursor = snap.index;
       this.pushedIndex.set(dc, cursor);
     };
@@ -1170,7 +1224,7 @@ export class Federation {
           prev: cursor,
           index: r.index,
           changes: r.changes,
-          sentAt: this.clock.now(),
+          committedAt: this.commitTimes.timeOf(r.changes[0]?.index ?? r.index) ?? this.clock.now(),
         };
         await sink.push(batch);
         cursor = r.index;

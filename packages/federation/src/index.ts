@@ -12,3 +12,4 @@ export * from './channel.js';
 export * from './federation.js';
 export * from './membership.js';
 export * from './render.js';
+export * from './commit-times.js';

@@ -431,7 +431,14 @@ test('a secondary whose cursor fell out of the primary history gets a full resyn
   const membership = new StaticMembership();
   // A primary that keeps only 50 changes of history.
   const store = new MemoryReplicationStore({ historyLimit: 50 });
-  const primary2 = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir, store });
+  const primary2 = await makeDc(t, {
+    name: 'dc1',
+    primary: 'dc1',
+    membership,
+    baseDir: dir,
+    store,
+    options: { snapshotChunkRows: 64 },
+  });
   await primary2.start();
   const dc2 = await makeDc(t, { name: 'dc2', primary: 'dc1', membership, baseDir: dir });
   await dc2.fed.join(primary2.fed.createJoinToken({ ttlMs: 60_000 }).token);
@@ -465,4 +472,49 @@ test('a secondary whose cursor fell out of the primary history gets a full resyn
     'a delete missed during the outage is not resurrected',
   );
   t.is(dc2b.store.keys('intentions').length, 200);
+});
+
+test('an intermediate past half life is renewed over the channel; a secondary whose content drifted reports it', async (t) => {
+  const { primary, secondaries } = await makeFederation(t, tempDir(t), ['dc2']);
+  const dc2 = secondaries[0]!;
+  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link' });
+  t.is(primary.ca.signedIntermediates, 1);
+  dc2.ca.pastHalfLife = true;
+  await dc2.fed.renewIntermediate();
+  t.is(primary.ca.signedIntermediates, 2);
+  t.false(dc2.ca.needsIntermediate());
+
+  primary.store.put('intentions', 'web->db', intention('web', 'db'));
+  await converged(primary, [dc2]);
+  t.deepEqual(await dc2.fed.checkHashes(), { intentions: true, config_entries: true });
+  // Someone wrote into the secondary's replicated table behind replication's back.
+  dc2.store.put('intentions', 'rogue->db', intention('rogue', 'db'));
+  const h = await dc2.fed.checkHashes();
+  t.false(h['intentions']);
+  t.true(h['config_entries']);
+  const row = dc2.fed.status().datacenters.find((d) => d.datacenter === 'dc2')!;
+  t.false(row.hashesEqual);
+  t.regex(row.lastError ?? '', /content hash differs/);
+  t.regex(dc2.registry.render(), /meshfed_federation_errors_total\{reason="hash_mismatch"\} 1/);
+});
+
+test('the periodic check renews an intermediate that is due without being asked', async (t) => {
+  const dir = tempDir(t);
+  const membership = new StaticMembership();
+  const primary = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir });
+  await primary.start();
+  const dc2 = await makeDc(t, {
+    name: 'dc2',
+    primary: 'dc1',
+    membership,
+    baseDir: dir,
+    options: { intermediateCheckMs: 100 },
+  });
+  await dc2.fed.join(primary.fed.createJoinToken({ ttlMs: 60_000 }).token);
+  await dc2.start();
+  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link' });
+  const before = dc2.ca.intermediate!.cert;
+  dc2.ca.pastHalfLife = true;
+  await waitFor(() => dc2.ca.intermediate!.cert !== before, { what: 'renewed intermediate' });
+  t.is(primary.ca.signedIntermediates, 2);
 });

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { MemoryReplicationStore, canonicalJson, renderFederationStatus } from '../src/index.js';
+import { CommitTimes, MemoryReplicationStore, canonicalJson, renderFederationStatus } from '../src/index.js';
 
 test('changesSince returns changes in index order, never splits a transaction, and says tooOld past history', (t) => {
   const s = new MemoryReplicationStore({ historyLimit: 10 });
@@ -97,4 +97,21 @@ test('renderFederationStatus prints one aligned row per DC with NO where hashes 
   const lines = out.trimEnd().split('\n');
   t.is(lines.length, 3);
   t.regex(lines[2]!, /^dc2 \(this\)\s+secondary\s+yes\s+alive\s+42\s+3\s+NO\s+-\s+gap$/);
+});
+
+test('CommitTimes answers the first commit at or after an index, and unknown before it started or after forgetting', (t) => {
+  const c = new CommitTimes(4);
+  c.startAt(10);
+  c.record(12, 1000);
+  c.record(15, 2000);
+  t.is(c.timeOf(10), undefined);
+  t.is(c.timeOf(11), 1000);
+  t.is(c.timeOf(12), 1000);
+  t.is(c.timeOf(13), 2000);
+  t.is(c.timeOf(16), undefined);
+  c.record(16, 3000);
+  c.record(17, 4000);
+  c.record(18, 5000); // over capacity: the oldest half is forgotten
+  t.is(c.timeOf(12), undefined);
+  t.is(c.timeOf(18), 5000);
 });
