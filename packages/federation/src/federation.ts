@@ -1050,16 +1050,12 @@ export class Federation {
   private registerHandlers(): void {
     const h = this.handlers;
     h.requests.set('state.publish', (params, peer) => {
-      const s = params as PublishedState | null;
-      if (
-        !s ||
-        typeof s.dc !== 'string' ||
-        typeof s.updatedAt !== 'number' ||
-        !s.export ||
-        !Array.isArray(s.export.services) ||
-        !Array.isArray(s.export.meshGateways)
-      )
-        throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'malformed federation state');
+      const s = params as PublishedState;
+      const problem = publishedStateProblem(params as PublishedState | null);
+      if (problem) {
+        this.metrics.errors.labels('bad_state').inc();
+        throw new MeshError('MESH_ERR_API_BAD_REQUEST', `malformed federation state: ${problem}`);
+      }
       if (s.dc !== peer.info.dc)
         throw new MeshError(
           'MESH_ERR_FED_PEER_REJECTED',
@@ -1238,6 +1234,31 @@ export class Federation {
       }
     }
   }
+}
+
+/** Why a published federation state is unusable, or undefined when it is well formed. */
+function publishedStateProblem(s: PublishedState | null): string | undefined {
+  if (!s || typeof s !== 'object') return 'not an object';
+  if (typeof s.dc !== 'string' || nameProblem('datacenter', s.dc)) return 'dc is not a datacenter name';
+  if (typeof s.updatedAt !== 'number' || !Number.isFinite(s.updatedAt)) return 'updatedAt is not a number';
+  const e = s.export;
+  if (!e || !Array.isArray(e.services) || !Array.isArray(e.meshGateways))
+    return 'export needs services and meshGateways';
+  for (const svc of e.services)
+    if (
+      !svc ||
+      typeof svc.name !== 'string' ||
+      typeof svc.healthy !== 'number' ||
+      typeof svc.total !== 'number'
+    )
+      return 'a service needs name, healthy and total';
+  for (const g of e.meshGateways) {
+    if (!g || typeof g.node !== 'string' || typeof g.service !== 'string' || typeof g.healthy !== 'boolean')
+      return 'a mesh gateway needs node, service and healthy';
+    if (typeof g.wanAddress !== 'string' || !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(g.wanAddress))
+      return 'a mesh gateway wanAddress must be host:port';
+  }
+  return undefined;
 }
 
 function splitAddr(addr: string): [string, number] {

@@ -3,10 +3,11 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { encodeFrame, isMeshError, silentLogger, systemClock } from '@meshfed/core';
+import { Registry, encodeFrame, isMeshError, silentLogger, systemClock } from '@meshfed/core';
 import { tempDir, waitFor } from '@meshfed/testkit';
 import {
-  MeshErrorCheck,
+  ChannelServer,
+  MemoryReplicationStore,
   StaticMembership,
   channelMetrics,
   decodeJoinToken,
@@ -14,15 +15,12 @@ import {
   emptyHandlers,
   encodeJoinToken,
   defaultChannelOptions,
-} from './fixtures/exports.js';
+} from '../src/index.js';
 import { makeDc, makeFederation, type Dc } from './fixtures/cluster.js';
 import { OpensslCa } from './fixtures/openssl-ca.js';
 import { SniGateway } from './fixtures/sni-gateway.js';
-import { MemoryReplicationStore } from '../src/index.js';
-import { Registry } from '@meshfed/core';
 
 const run = promisify(execFile);
-void MeshErrorCheck;
 
 const intention = (src: string, dst: string, action = 'allow') => ({
   SourceName: src,
@@ -517,4 +515,106 @@ test('the periodic check renews an intermediate that is due without being asked'
   dc2.ca.pastHalfLife = true;
   await waitFor(() => dc2.ca.intermediate!.cert !== before, { what: 'renewed intermediate' });
   t.is(primary.ca.signedIntermediates, 2);
+});
+
+test('bad replication batches (foreign table, gap, garbage) from a primary are refused and nothing is applied', async (t) => {
+  const { primary, secondaries, membership } = await makeFederation(t, tempDir(t), ['dc2']);
+  const dc2 = secondaries[0]!;
+  primary.store.put('intentions', 'web->db', intention('web', 'db'));
+  await converged(primary, [dc2]);
+  const hashBefore = dc2.store.contentHash(['intentions', 'config_entries']);
+  const cursorBefore = dc2.store.replicationCursor('dc1');
+  // The real primary goes away; a misbehaving server with a valid dc1 certificate takes its place.
+  const material = primary.material()!;
+  await primary.fed.close();
+  const bad = [
+    (c: number) => ({
+      kind: 'changes',
+      prev: c,
+      index: c + 1,
+      committedAt: 0,
+      changes: [{ index: c + 1, table: 'acl_tokens', key: 'root', op: 'put', value: {} }],
+    }),
+    (c: number) => ({
+      kind: 'changes',
+      prev: c + 5,
+      index: c + 9,
+      committedAt: 0,
+      changes: [{ index: c + 9, table: 'intentions', key: 'gap->x', op: 'put', value: {} }],
+    }),
+    () => 'not a batch',
+    (c: number) => ({ kind: 'merge-everything', prev: c, index: c + 1, committedAt: 0, changes: [] }),
+  ];
+  let subscriptions = 0;
+  const h = emptyHandlers();
+  h.requests.set('state.publish', () => null);
+  h.streams.set(
+    'roots',
+    (_p, _peer, sink) => new Promise<void>((r) => sink.signal.addEventListener('abort', () => r())),
+  );
+  h.streams.set('replicate', async (p, _peer, sink) => {
+    const cursor = (p as { cursor: number }).cursor;
+    await sink.push(bad[subscriptions++ % bad.length]!(cursor));
+    await new Promise<void>((r) => sink.signal.addEventListener('abort', () => r()));
+  });
+  const rogue = new ChannelServer(
+    {
+      ...defaultChannelOptions,
+      datacenter: 'dc1',
+      node: 's-dc1',
+      host: '127.0.0.1',
+      port: 0,
+      allowJoin: false,
+    },
+    {
+      logger: silentLogger,
+      clock: systemClock,
+      metrics: channelMetrics(new Registry()),
+      handlers: h,
+      tlsMaterial: () => material,
+    },
+  );
+  const { port } = await rogue.listen();
+  t.teardown(() => rogue.close());
+  membership.upsert({ name: 's-dc1', dc: 'dc1', fedAddr: `127.0.0.1:${port}`, status: 'alive' });
+  await waitFor(() => subscriptions >= 5, {
+    what: 'dc2 refused every bad batch and reconnected',
+    timeoutMs: 20_000,
+  });
+  t.is(dc2.store.contentHash(['intentions', 'config_entries']), hashBefore, 'nothing applied');
+  t.is(dc2.store.replicationCursor('dc1'), cursorBefore);
+  t.is(dc2.store.get('intentions', 'gap->x'), undefined);
+  const m = /meshfed_federation_errors_total\{reason="replication_batch"\} (\d+)/.exec(dc2.registry.render());
+  t.true(Number(m?.[1]) >= 4);
+  t.regex(dc2.fed.status().kinds[0]!.lastError ?? '', /replication batch rejected/);
+  t.true(dc2.logs.some((l) => l.includes('federation stream failed; reconnecting the link')));
+});
+
+test('a malformed federation state from a peer is refused and does not reach the view', async (t) => {
+  const { primary, secondaries } = await makeFederation(t, tempDir(t), ['dc2']);
+  const dc2 = secondaries[0]!;
+  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link' });
+  const peer = dc2.fed.peerFor('dc1')!;
+  const e1 = await t.throwsAsync(
+    peer.request('state.publish', {
+      dc: 'dc2',
+      updatedAt: Date.now(),
+      export: {
+        services: [],
+        meshGateways: [{ node: 'n', service: 'gw', healthy: true, wanAddress: 'nonsense' }],
+      },
+    }),
+  );
+  t.true(isMeshError(e1, 'MESH_ERR_API_BAD_REQUEST'));
+  t.regex(e1!.message, /wanAddress/);
+  const e2 = await t.throwsAsync(
+    peer.request('state.publish', {
+      dc: 'dc3',
+      updatedAt: Date.now(),
+      export: { services: [], meshGateways: [] },
+    }),
+  );
+  t.true(isMeshError(e2, 'MESH_ERR_FED_PEER_REJECTED'), 'a DC may not publish for another');
+  t.false(primary.fed.federationStates().some((s) => s.datacenter === 'dc3'));
+  t.notThrows(() => primary.fed.meshGatewaysByDc());
 });
