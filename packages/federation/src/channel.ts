@@ -292,7 +292,7 @@ export class Peer {
     if (this.closed) return;
     this.lastRx = this.deps.clock.monotonic();
     if (!isBinary) return this.reject('text', 'text message');
-    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     const decoded = decodeFrame(buf, this.options.maxFrameBytes);
     if (!decoded.ok) {
       const reason =

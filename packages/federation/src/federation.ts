@@ -196,6 +196,8 @@ export interface DcStatus {
   hashesEqual: boolean | undefined;
   lastError: string | undefined;
   stale: boolean;
+  /** How long we have had no channel to that DC (undefined while connected or never connected). */
+  downForMs: number | undefined;
 }
 
 export interface FederationStatus {
@@ -258,6 +260,8 @@ class Link {
   timer: TimerHandle | undefined;
   subs: Subscription[] = [];
   closed = false;
+  /** Wall-clock time the link went down (undefined while up or never up). */
+  downAt: number | undefined;
   constructor(readonly dc: string) {}
 }
 
@@ -532,11 +536,13 @@ export class Federation {
         if (l.closed || this.ac.signal.aborted) return peer.close('link no longer wanted');
         l.peer = peer;
         l.lastError = undefined;
+        l.downAt = undefined;
         const upAt = this.clock.monotonic();
         this.metrics.reachable.labels(l.dc).set(1);
         this.logger.info({ dc: l.dc, addr: `${t.host}:${t.port}` }, 'federation link up');
         peer.onClose((reason) => {
           if (l.peer === peer) l.peer = undefined;
+          l.downAt = this.clock.now();
           // A link that dies right after it came up keeps backing off (a peer that refuses us at
           // once must not be redialled in a tight loop); one that lived a while starts over.
           if (this.clock.monotonic() - upAt > STABLE_LINK_MS) l.attempt = 0;
@@ -1019,6 +1025,8 @@ export class Federation {
         hashesEqual: rep?.hashesEqual,
         lastError: local ? rep?.lastError : (link?.lastError ?? rep?.lastError),
         stale: !local && (st === undefined || now - st.receivedAt > this.options.staleAfterMs),
+        downForMs:
+          !local && link?.peer === undefined && link?.downAt !== undefined ? now - link.downAt : undefined,
       });
     }
     return {

@@ -26,7 +26,9 @@ export function renderFederationStatus(s: FederationStatus): string {
     d.lagMs === undefined ? '-' : d.lagMs.toFixed(0),
     yesNo(d.hashesEqual),
     d.local ? '-' : yesNo(d.stale),
-    d.lastError ?? '',
+    (d.downForMs !== undefined ? `down ${Math.round(d.downForMs / 1000)}s` : '') +
+      (d.downForMs !== undefined && d.lastError ? '; ' : '') +
+      (d.lastError ?? ''),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string =>

@@ -332,6 +332,12 @@ test('catalog export flows between secondaries while the primary is down; stale 
   });
   await waitFor(() => primary.fed.federationStates().length === 3, { what: 'primary sees all' });
   await primary.fed.close();
+  await waitFor(
+    () => dc3.fed.status().datacenters.find((d) => d.datacenter === 'dc1')?.downForMs !== undefined,
+    {
+      what: 'dc3 says for how long the primary has been unreachable',
+    },
+  );
   membership.setStatus('dc1', 'failed');
   dc2.export = {
     services: [...dc2.export.services, { name: 'payments', healthy: 2, total: 3, protocol: 'grpc' }],

@@ -79,6 +79,7 @@ test('renderFederationStatus prints one aligned row per DC with NO where hashes 
         hashesEqual: undefined,
         lastError: undefined,
         stale: false,
+        downForMs: undefined,
       },
       {
         datacenter: 'dc2',
@@ -91,6 +92,7 @@ test('renderFederationStatus prints one aligned row per DC with NO where hashes 
         hashesEqual: false,
         lastError: 'gap',
         stale: false,
+        downForMs: undefined,
       },
     ],
   });
