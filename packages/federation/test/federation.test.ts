@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Registry, encodeFrame, isMeshError, silentLogger, systemClock } from '@meshfed/core';
-import { tempDir, waitFor } from '@meshfed/testkit';
+import { ManualClock, tempDir, waitFor } from '@meshfed/testkit';
 import {
   ChannelServer,
   MemoryReplicationStore,
@@ -623,4 +623,41 @@ test('a malformed federation state from a peer is refused and does not reach the
   t.true(isMeshError(e2, 'MESH_ERR_FED_PEER_REJECTED'), 'a DC may not publish for another');
   t.false(primary.fed.federationStates().some((s) => s.datacenter === 'dc3'));
   t.notThrows(() => primary.fed.meshGatewaysByDc());
+});
+
+test('reconnects wait a jittered, growing backoff on the injected clock', async (t) => {
+  const dir = tempDir(t);
+  const membership = new StaticMembership();
+  const primary = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir });
+  await primary.start();
+  const clock = new ManualClock(Date.now());
+  const dc2 = await makeDc(t, {
+    name: 'dc2',
+    primary: 'dc1',
+    membership,
+    baseDir: dir,
+    clock,
+    options: { reconnectMinMs: 1_000, reconnectMaxMs: 60_000 },
+  });
+  await dc2.fed.join(primary.fed.createJoinToken({ ttlMs: 60_000 }).token);
+  await dc2.start();
+  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'first link (dialled at once)' });
+  // Attempt 0 waits [500, 1000) ms; a link that dies young does not reset the attempt count.
+  dc2.fed.cutLink('dc1');
+  await waitFor(() => !dc2.fed.peerFor('dc1'), { what: 'link down' });
+  await new Promise((r) => setTimeout(r, 100)); // a wrong immediate redial would show here
+  t.falsy(dc2.fed.peerFor('dc1'));
+  clock.advance(499);
+  await new Promise((r) => setTimeout(r, 100));
+  t.falsy(dc2.fed.peerFor('dc1'), 'not before the lower bound of the jitter');
+  clock.advance(501);
+  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'redial after backoff 0' });
+  // Attempt 1 waits [1000, 2000) ms.
+  dc2.fed.cutLink('dc1');
+  await waitFor(() => !dc2.fed.peerFor('dc1'), { what: 'link down again' });
+  clock.advance(999);
+  await new Promise((r) => setTimeout(r, 100));
+  t.falsy(dc2.fed.peerFor('dc1'), 'the second backoff is longer');
+  clock.advance(1_001);
+  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'redial after backoff 1' });
 });
