@@ -1,5 +1,21 @@
 import test from 'ava';
 import { CommitTimes, MemoryReplicationStore, canonicalJson, renderFederationStatus } from '../src/index.js';
+import { replicationStoreCompliance } from './fixtures/store-compliance.js';
+
+replicationStoreCompliance(test, 'MemoryReplicationStore', () => {
+  const store = new MemoryReplicationStore();
+  return {
+    store,
+    write: (rows) =>
+      void store.write(
+        rows.map((r) =>
+          r.value === undefined
+            ? { table: r.table, key: r.key, op: 'delete' as const }
+            : { table: r.table, key: r.key, op: 'put' as const, value: r.value },
+        ),
+      ),
+  };
+});
 
 test('changesSince returns changes in index order, never splits a transaction, and says tooOld past history', (t) => {
   const s = new MemoryReplicationStore({ historyLimit: 10 });
@@ -28,37 +44,8 @@ test('changesSince returns changes in index order, never splits a transaction, a
   t.deepEqual(s.changesSince(i1, ['intentions']), { tooOld: true });
 });
 
-test('applyReplicated is one step: replaceAll, changes, cursor and one index raise; watchers wake', async (t) => {
-  const s = new MemoryReplicationStore();
-  s.put('intentions', 'local', 1);
-  const before = s.currentIndex();
-  const woke = s.watchTables(['intentions'], before, new AbortController().signal);
-  s.applyReplicated('dc1', 42, [{ index: 40, table: 'intentions', key: 'x', op: 'put', value: { A: 1 } }], {
-    replaceAll: ['intentions'],
-  });
-  t.is(await woke, before + 1);
-  t.is(s.currentIndex(), before + 1);
-  t.is(s.replicationCursor('dc1'), 42);
-  t.is(s.replicationCursor('dc9'), 0);
-  t.deepEqual(s.keys('intentions'), ['x']);
-  t.throws(() =>
-    s.applyReplicated('dc1', 43, [{ index: 1, table: 'intentions', key: 'y', op: 'bogus' as 'put' }]),
-  );
-  t.is(s.replicationCursor('dc1'), 42, 'a bad batch changes nothing');
-  t.deepEqual(s.keys('intentions'), ['x']);
-});
-
-test('contentHash is independent of write order and key order inside values', (t) => {
-  const a = new MemoryReplicationStore();
-  const b = new MemoryReplicationStore();
-  a.put('intentions', 'x', { A: 1, B: [1, { c: 2, d: 3 }] });
-  a.put('config_entries', 'y', 2);
-  b.put('config_entries', 'y', 2);
-  b.put('intentions', 'x', { B: [1, { d: 3, c: 2 }], A: 1 });
-  t.is(a.contentHash(['intentions', 'config_entries']), b.contentHash(['config_entries', 'intentions']));
-  b.put('intentions', 'x', { A: 2 });
-  t.not(a.contentHash(['intentions']), b.contentHash(['intentions']));
-  t.is(canonicalJson({ b: 1, a: [true, null] }), '{"a":[true,null],"b":1}');
+test('canonicalJson sorts keys at every level and drops undefined members', (t) => {
+  t.is(canonicalJson({ b: 1, a: [true, null, { d: 1, c: undefined }] }), '{"a":[true,null,{"d":1}],"b":1}');
 });
 
 test('renderFederationStatus prints one aligned row per DC with NO where hashes differ', (t) => {
