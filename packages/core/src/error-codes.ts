@@ -109,6 +109,19 @@ export const errorCodes = {
   },
   MESH_ERR_SERVER_CHECK_NOT_FOUND: { message: 'unknown check ID', status: 404 },
   MESH_ERR_SERVER_SERVICE_NOT_FOUND: { message: 'unknown service ID', status: 404 },
+
+  // --- federation channel and replication ----------------------------------------------------
+  MESH_ERR_FED_UNKNOWN_MESSAGE: { message: 'unknown federation message kind', status: 400 },
+  MESH_ERR_FED_CHANNEL_CLOSED: {
+    message: 'the federation channel to that datacenter is closed',
+    status: 503,
+  },
+  MESH_ERR_FED_TIMEOUT: { message: 'the federation peer did not answer in time', status: 504 },
+  MESH_ERR_FED_REPLICATION: { message: 'replication batch rejected', status: 500 },
+  MESH_ERR_FED_PIN_MISMATCH: {
+    message: "the primary's CA does not match the join token's fingerprint",
+    status: 403,
+  },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
 export type ErrorCode = keyof typeof errorCodes;

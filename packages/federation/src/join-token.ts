@@ -1,0 +1,105 @@
+// Join tokens: single-use, short-lived, and pinning the primary CA's root fingerprint, so a new
+// DC needs nothing copied by hand but this one string. Only a hash of the secret is stored.
+//
+// Wire form: `meshfed-join-v1.` + base64url(JSON { id, dc, addrs, fp, s, exp }).
+
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { MeshError } from '@meshfed/core';
+import type { JoinTokenRecord, TokenStore } from './interfaces.js';
+
+const PREFIX = 'meshfed-join-v1.';
+
+export interface JoinTokenPayload {
+  /** Token ID (not secret). */
+  id: string;
+  /** The primary datacenter. */
+  dc: string;
+  /** host:port of the primary's federation port (or gateways that route to it). */
+  addrs: string[];
+  /** sha256 hex of the primary's active root certificate (DER). */
+  fp: string;
+  /** The secret, base64url. */
+  s: string;
+  /** Expiry, ms since the epoch (informational; the primary decides). */
+  exp: number;
+}
+
+export function encodeJoinToken(p: JoinTokenPayload): string {
+  return PREFIX + Buffer.from(JSON.stringify(p)).toString('base64url');
+}
+
+export function decodeJoinToken(token: string): JoinTokenPayload {
+  const bad = (why: string): MeshError =>
+    new MeshError('MESH_ERR_FED_TOKEN_INVALID', `join token is invalid: ${why}`);
+  if (typeof token !== 'string' || !token.startsWith(PREFIX)) throw bad(`it must start with "${PREFIX}"`);
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(token.slice(PREFIX.length), 'base64url').toString('utf8'));
+  } catch {
+    throw bad('it does not decode');
+  }
+  const o = v as Partial<JoinTokenPayload> | null;
+  if (
+    !o ||
+    typeof o.id !== 'string' ||
+    typeof o.dc !== 'string' ||
+    !Array.isArray(o.addrs) ||
+    !o.addrs.every((a) => typeof a === 'string') ||
+    typeof o.fp !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(o.fp) ||
+    typeof o.s !== 'string' ||
+    typeof o.exp !== 'number'
+  )
+    throw bad('a field is missing or has the wrong type');
+  return o as JoinTokenPayload;
+}
+
+export function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+export function newTokenSecret(): { id: string; secret: string } {
+  return { id: randomBytes(8).toString('hex'), secret: randomBytes(32).toString('base64url') };
+}
+
+/**
+ * Check a presented token against the store without consuming it. Throws INVALID / EXPIRED / USED.
+ */
+export function checkJoinToken(store: TokenStore, id: string, secret: string, now: number): JoinTokenRecord {
+  const rec = typeof id === 'string' ? store.get(id) : undefined;
+  const presented = Buffer.from(hashSecret(typeof secret === 'string' ? secret : ''), 'hex');
+  if (!rec || !timingSafeEqual(presented, Buffer.from(rec.secretHash, 'hex')))
+    throw new MeshError('MESH_ERR_FED_TOKEN_INVALID', 'join token is not known to this primary');
+  if (rec.usedAt !== undefined)
+    throw new MeshError(
+      'MESH_ERR_FED_TOKEN_USED',
+      `join token was already used by ${rec.usedBy ?? 'another datacenter'}; create a new one`,
+    );
+  if (now >= rec.expiresAt)
+    throw new MeshError(
+      'MESH_ERR_FED_TOKEN_EXPIRED',
+      `join token expired at ${new Date(rec.expiresAt).toISOString()}; create a new one`,
+    );
+  return rec;
+}
+
+export class MemoryTokenStore implements TokenStore {
+  private readonly records = new Map<string, JoinTokenRecord>();
+  put(record: JoinTokenRecord): void {
+    this.records.set(record.id, { ...record });
+  }
+  get(id: string): JoinTokenRecord | undefined {
+    const r = this.records.get(id);
+    return r ? { ...r } : undefined;
+  }
+  markUsed(id: string, at: number, by: string): boolean {
+    const r = this.records.get(id);
+    if (!r || r.usedAt !== undefined) return false;
+    r.usedAt = at;
+    r.usedBy = by;
+    return true;
+  }
+  list(): JoinTokenRecord[] {
+    return [...this.records.values()].map((r) => ({ ...r }));
+  }
+}
