@@ -9,3 +9,5 @@ export * from './routes.js';
 export * from './route-source.js';
 export * from './gateway.js';
 export * from './admin.js';
+export * from './catalog-route-source.js';
+export * from './registration.js';
