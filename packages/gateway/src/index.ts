@@ -11,3 +11,4 @@ export * from './gateway.js';
 export * from './admin.js';
 export * from './catalog-route-source.js';
 export * from './registration.js';
+export * from './main.js';
