@@ -85,7 +85,9 @@ export class CatalogRouteSource implements RouteSource {
     this.watch<CatalogServiceEntry[]>('/v1/catalog/service/consul', {}, (body) => {
       this.servers = body ?? [];
     });
-    this.watch<Record<string, string[]>>('/v1/catalog/services', {}, (body) => this.setServices(Object.keys(body ?? {})));
+    this.watch<Record<string, string[]>>('/v1/catalog/services', {}, (body) =>
+      this.setServices(Object.keys(body ?? {})),
+    );
   }
 
   async close(): Promise<void> {
@@ -94,7 +96,12 @@ export class CatalogRouteSource implements RouteSource {
     await Promise.allSettled(this.running);
   }
 
-  private watch<T>(path: string, query: Record<string, string>, apply: (body: T) => void, signal = this.controller.signal): void {
+  private watch<T>(
+    path: string,
+    query: Record<string, string>,
+    apply: (body: T) => void,
+    signal = this.controller.signal,
+  ): void {
     const p = this.deps.client.watch<T>(
       path,
       (body) => {
@@ -171,13 +178,21 @@ export class CatalogRouteSource implements RouteSource {
         (byNs.get(ns) ?? byNs.set(ns, []).get(ns)!).push(ep);
       }
       for (const [ns, endpoints] of byNs)
-        specs.push({ match: `${name.toLowerCase()}.${ns}.${dc}.internal.${td}`, class: 'local_service', datacenter: dc, endpoints });
+        specs.push({
+          match: `${name.toLowerCase()}.${ns}.${dc}.internal.${td}`,
+          class: 'local_service',
+          datacenter: dc,
+          endpoints,
+        });
     }
     // remote DCs: their gateways' WAN addresses
     for (const [remote, entries] of Object.entries(this.gateways!)) {
       const rdc = remote.toLowerCase();
       if (rdc === dc) continue;
-      const endpoints = (entries ?? []).filter(passing).map(wanAddress).filter((x): x is HostPort => x !== undefined);
+      const endpoints = (entries ?? [])
+        .filter(passing)
+        .map(wanAddress)
+        .filter((x): x is HostPort => x !== undefined);
       if (endpoints.length === 0) continue;
       specs.push({ match: `${rdc}.internal.${td}`, class: 'remote_dc', datacenter: rdc, endpoints });
       specs.push({ match: `*.${rdc}.internal.${td}`, class: 'remote_dc', datacenter: rdc, endpoints });
@@ -195,9 +210,15 @@ export class CatalogRouteSource implements RouteSource {
         if (!s.Node || !host || !s.ServicePort) continue;
         const ep = { host, port: s.ServicePort };
         all.push(ep);
-        specs.push({ match: `${s.Node.toLowerCase()}.server.${dc}.${dom}`, class: 'local_server', datacenter: dc, endpoints: [ep] });
+        specs.push({
+          match: `${s.Node.toLowerCase()}.server.${dc}.${dom}`,
+          class: 'local_server',
+          datacenter: dc,
+          endpoints: [ep],
+        });
       }
-      if (all.length > 0) specs.push({ match: `server.${dc}.${dom}`, class: 'local_server', datacenter: dc, endpoints: all });
+      if (all.length > 0)
+        specs.push({ match: `server.${dc}.${dom}`, class: 'local_server', datacenter: dc, endpoints: all });
     }
     this.deps.logger.debug({ routes: specs.length }, 'routing table built from the catalog');
     return new RouteTable(specs, td);
@@ -222,4 +243,3 @@ function wanAddress(e: HealthEntry): HostPort | undefined {
   const host = e.Node?.TaggedAddresses?.['wan'] || e.Service?.Address || e.Node?.Address;
   return host && port ? { host, port } : undefined;
 }
-

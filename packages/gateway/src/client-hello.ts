@@ -39,7 +39,8 @@ export function parseClientHello(data: Buffer | readonly Buffer[], maxBytes = 16
   let have = 0;
   let need = -1; // handshake length incl. 4-byte header, once known
   while (body === undefined) {
-    if (buf.length - off < 5) return buf.length - off > 0 && !recordPrefixOk(buf, off) ? err('not_tls') : MORE;
+    if (buf.length - off < 5)
+      return buf.length - off > 0 && !recordPrefixOk(buf, off) ? err('not_tls') : MORE;
     if (buf[off] !== RECORD_HANDSHAKE) return off === 0 ? err('not_tls') : err('malformed');
     if (buf[off + 1] !== 3 || buf[off + 2]! > 4) return off === 0 ? err('not_tls') : err('malformed');
     const len = buf.readUInt16BE(off + 3);

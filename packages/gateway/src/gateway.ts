@@ -17,7 +17,7 @@ import {
   type TimerHandle,
 } from '@meshfed/core';
 import { parseClientHello, type HelloError } from './client-hello.js';
-import { RouteTable, type Route, type RouteClass } from './routes.js';
+import { RouteTable, type Route } from './routes.js';
 import type { RouteSource } from './route-source.js';
 
 export type BalancePolicy = 'round_robin' | 'least_conn';
@@ -67,7 +67,8 @@ export interface MeshGatewayDeps {
 }
 
 /** Reasons a connection is closed without being routed (bounded: a metric label). */
-export type NoRouteReason = HelloError | 'hello_timeout' | 'no_sni' | 'unknown_sni' | 'no_endpoint' | 'upstream_failed';
+export type NoRouteReason =
+  HelloError | 'hello_timeout' | 'no_sni' | 'unknown_sni' | 'no_endpoint' | 'upstream_failed';
 
 interface EndpointState {
   key: string;
@@ -101,15 +102,49 @@ class Metrics {
   private readonly noRouteChildren = new Map<string, CounterChild>();
 
   constructor(r: Registry) {
-    this.total = r.counter('gateway_connections_total', 'Connections routed, by route class and datacenter.', ['class', 'dc']);
-    this.active = r.gauge('gateway_connections_active', 'Connections open now, by route class and datacenter.', ['class', 'dc']);
-    this.bytes = r.counter('gateway_bytes_total', 'Bytes relayed (counted when a connection closes).', ['class', 'dc', 'direction']);
-    this.noRoute = r.counter('gateway_no_route_total', 'Connections closed without a route, by reason.', ['reason']);
-    this.connectFailures = r.counter('gateway_upstream_connect_failures_total', 'Failed upstream connection attempts.', ['class', 'dc']);
-    this.helloErrors = r.counter('gateway_client_hello_errors_total', 'ClientHellos that could not be read, by reason.', ['reason']);
-    this.helloWait = r.histogram('gateway_client_hello_wait_seconds', 'Time from accept to a complete ClientHello.', [], [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 10]);
-    this.rejected = r.counter('gateway_connections_rejected_total', 'Connections refused before reading, by reason.', ['reason']);
-    this.ejections = r.counter('gateway_endpoint_ejections_total', 'Endpoints ejected after repeated connect failures.');
+    this.total = r.counter(
+      'gateway_connections_total',
+      'Connections routed, by route class and datacenter.',
+      ['class', 'dc'],
+    );
+    this.active = r.gauge(
+      'gateway_connections_active',
+      'Connections open now, by route class and datacenter.',
+      ['class', 'dc'],
+    );
+    this.bytes = r.counter('gateway_bytes_total', 'Bytes relayed (counted when a connection closes).', [
+      'class',
+      'dc',
+      'direction',
+    ]);
+    this.noRoute = r.counter('gateway_no_route_total', 'Connections closed without a route, by reason.', [
+      'reason',
+    ]);
+    this.connectFailures = r.counter(
+      'gateway_upstream_connect_failures_total',
+      'Failed upstream connection attempts.',
+      ['class', 'dc'],
+    );
+    this.helloErrors = r.counter(
+      'gateway_client_hello_errors_total',
+      'ClientHellos that could not be read, by reason.',
+      ['reason'],
+    );
+    this.helloWait = r.histogram(
+      'gateway_client_hello_wait_seconds',
+      'Time from accept to a complete ClientHello.',
+      [],
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 10],
+    );
+    this.rejected = r.counter(
+      'gateway_connections_rejected_total',
+      'Connections refused before reading, by reason.',
+      ['reason'],
+    );
+    this.ejections = r.counter(
+      'gateway_endpoint_ejections_total',
+      'Endpoints ejected after repeated connect failures.',
+    );
     this.routes = r.gauge('gateway_routes', 'Routes in the live table.');
   }
 
@@ -182,7 +217,9 @@ export class MeshGateway implements Startable {
           ),
         ),
       );
-      server.listen({ host: this.opts.listen.host, port: this.opts.listen.port, backlog: 4096 }, () => resolve());
+      server.listen({ host: this.opts.listen.host, port: this.opts.listen.port, backlog: 4096 }, () =>
+        resolve(),
+      );
     });
     server.on('error', (err) => this.logger.error({ err }, 'gateway listener error'));
     this.logger.info({ listen: this.address(), routes: this.table.size }, 'gateway listening');
@@ -196,11 +233,16 @@ export class MeshGateway implements Startable {
 
   private async drain(): Promise<void> {
     this.draining = true;
-    await this.routeSource?.close().catch((err: unknown) => this.logger.warn({ err }, 'route source close failed'));
+    await this.routeSource
+      ?.close()
+      .catch((err: unknown) => this.logger.warn({ err }, 'route source close failed'));
     const server = this.server;
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     if (this.conns.size > 0) {
-      this.logger.info({ connections: this.conns.size, deadlineMs: this.opts.drainTimeoutMs }, 'gateway draining');
+      this.logger.info(
+        { connections: this.conns.size, deadlineMs: this.opts.drainTimeoutMs },
+        'gateway draining',
+      );
       await new Promise<void>((resolve) => {
         const timer = this.clock.setTimeout(() => {
           this.logger.warn({ connections: this.conns.size }, 'drain deadline reached, closing connections');
@@ -353,7 +395,11 @@ export class MeshGateway implements Startable {
   /** Endpoint health, for /routes. */
   endpointHealth(): { endpoint: string; active: number; ejected: boolean }[] {
     const now = this.clock.monotonic();
-    return [...this.endpoints.values()].map((e) => ({ endpoint: e.key, active: e.active, ejected: e.ejectedUntil > now }));
+    return [...this.endpoints.values()].map((e) => ({
+      endpoint: e.key,
+      active: e.active,
+      ejected: e.ejectedUntil > now,
+    }));
   }
 }
 
@@ -432,7 +478,8 @@ class Conn {
     if (r.sni === undefined) return this.noRoute('no_sni', false);
     const route = this.gw.lookup(r.sni);
     if (!route) {
-      if (this.gw.log.isLevelEnabled('debug')) this.gw.log.debug({ sni: r.sni, ip: this.ip }, 'no route for SNI');
+      if (this.gw.log.isLevelEnabled('debug'))
+        this.gw.log.debug({ sni: r.sni, ip: this.ip }, 'no route for SNI');
       return this.noRoute('unknown_sni', false);
     }
     if (route.endpoints.length === 0) return this.noRoute('no_endpoint', false);

@@ -75,7 +75,10 @@ export function parseGatewayArgs(argv: readonly string[]): GatewayArgs {
   }
   const workers = Number(values.workers);
   if (!Number.isInteger(workers) || workers < 0 || workers > 256)
-    throw new MeshError('MESH_ERR_CONFIG_INVALID', `--workers: expected an integer 0-256, got "${values.workers}"`);
+    throw new MeshError(
+      'MESH_ERR_CONFIG_INVALID',
+      `--workers: expected an integer 0-256, got "${values.workers}"`,
+    );
   const admin = values.admin === '' || values.admin === 'off' ? undefined : addr('admin', values.admin);
   return {
     listen: addr('listen', values.listen),
@@ -100,22 +103,41 @@ export interface RunGatewayContext {
 }
 
 /** Run the gateway until `signal` aborts, then drain and return. */
-export async function runGateway(input: GatewayArgs | readonly string[], ctx: RunGatewayContext): Promise<void> {
+export async function runGateway(
+  input: GatewayArgs | readonly string[],
+  ctx: RunGatewayContext,
+): Promise<void> {
   const args = Array.isArray(input) ? parseGatewayArgs(input as string[]) : (input as GatewayArgs);
   const workers = args.workers === 0 ? availableParallelism() : args.workers;
   const clock = ctx.clock ?? systemClock;
   const logger = ctx.logger.child({ component: 'gateway', dc: args.datacenter });
 
-  const client = args.httpAddr || args.register ? new ApiClient({ address: args.httpAddr ?? defaultApiAddress, token: args.token }, { clock }) : undefined;
+  const client =
+    args.httpAddr || args.register
+      ? new ApiClient({ address: args.httpAddr ?? defaultApiAddress, token: args.token }, { clock })
+      : undefined;
   const sources: RouteSource[] = [];
   if (args.staticRoutes.length > 0) sources.push(new StaticRouteSource(args.staticRoutes, args.datacenter));
-  if (client) sources.push(new CatalogRouteSource({ datacenter: args.datacenter, ignoreServices: ['mesh-gateway'] }, { client, logger }));
+  if (client)
+    sources.push(
+      new CatalogRouteSource(
+        { datacenter: args.datacenter, ignoreServices: ['mesh-gateway'] },
+        { client, logger },
+      ),
+    );
   if (sources.length === 0)
-    throw new MeshError('MESH_ERR_CONFIG_INVALID', 'the gateway needs --static-route or --http-addr (catalog routes)');
+    throw new MeshError(
+      'MESH_ERR_CONFIG_INVALID',
+      'the gateway needs --static-route or --http-addr (catalog routes)',
+    );
   const source = sources.length === 1 ? sources[0]! : new CombinedRouteSource(sources);
 
   const registry = new Registry();
-  const gatewayOptions: Partial<MeshGatewayOptions> = { ...args.gateway, listen: args.listen, datacenter: args.datacenter };
+  const gatewayOptions: Partial<MeshGatewayOptions> = {
+    ...args.gateway,
+    listen: args.listen,
+    datacenter: args.datacenter,
+  };
   let table: RouteTable = RouteTable.empty;
   let admin: AdminServer | undefined;
   let registration: GatewayRegistration | undefined;
@@ -126,11 +148,15 @@ export async function runGateway(input: GatewayArgs | readonly string[], ctx: Ru
       await gw.start();
       stop.push(() => gw.close());
       admin = args.admin
-        ? new AdminServer(args.admin, {
-            metrics: () => registry.render(),
-            ready: () => gw.ready(),
-            routes: () => routesResponse(args.datacenter, gw.routes(), gw.endpointHealth()),
-          }, { logger })
+        ? new AdminServer(
+            args.admin,
+            {
+              metrics: () => registry.render(),
+              ready: () => gw.ready(),
+              routes: () => routesResponse(args.datacenter, gw.routes(), gw.endpointHealth()),
+            },
+            { logger },
+          )
         : undefined;
     } else {
       const pool = await WorkerPool.start(workers, gatewayOptions, logger);
@@ -141,11 +167,16 @@ export async function runGateway(input: GatewayArgs | readonly string[], ctx: Ru
       });
       stop.push(() => source.close());
       admin = args.admin
-        ? new AdminServer(args.admin, {
-            metrics: async () => renderMetrics(mergeSnapshots([registry.snapshot(), ...(await pool.metrics())])),
-            ready: () => pool.ready(),
-            routes: () => routesResponse(args.datacenter, table, []),
-          }, { logger })
+        ? new AdminServer(
+            args.admin,
+            {
+              metrics: async () =>
+                renderMetrics(mergeSnapshots([registry.snapshot(), ...(await pool.metrics())])),
+              ready: () => pool.ready(),
+              routes: () => routesResponse(args.datacenter, table, []),
+            },
+            { logger },
+          )
         : undefined;
     }
     if (admin) {
@@ -153,23 +184,35 @@ export async function runGateway(input: GatewayArgs | readonly string[], ctx: Ru
       stop.push(() => admin!.close());
     }
     if (args.register && client) {
-      const lan = args.listen.host === '0.0.0.0' || args.listen.host === '::' ? { host: '127.0.0.1', port: args.listen.port } : args.listen;
-      registration = new GatewayRegistration({ lan, ...(args.wanAddress ? { wan: args.wanAddress } : {}) }, { client, logger });
+      const lan =
+        args.listen.host === '0.0.0.0' || args.listen.host === '::'
+          ? { host: '127.0.0.1', port: args.listen.port }
+          : args.listen;
+      registration = new GatewayRegistration(
+        { lan, ...(args.wanAddress ? { wan: args.wanAddress } : {}) },
+        { client, logger },
+      );
       await registration.start();
       stop.push(() => registration!.close());
     }
     ctx.onListening?.({ listen: args.listen, admin: admin?.address() });
     logger.info({ workers }, 'gateway running');
-    if (!ctx.signal.aborted) await new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r(), { once: true }));
+    if (!ctx.signal.aborted)
+      await new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r(), { once: true }));
     logger.info('gateway stopping: draining connections');
   } finally {
     // reverse order: deregister, stop admin, drain the data path, stop the sources
-    for (const fn of stop.reverse()) await fn().catch((err: unknown) => logger.warn({ err }, 'shutdown step failed'));
+    for (const fn of stop.reverse())
+      await fn().catch((err: unknown) => logger.warn({ err }, 'shutdown step failed'));
     client?.close();
   }
 }
 
-function routesResponse(datacenter: string, table: RouteTable, endpoints: RoutesResponse['endpoints']): RoutesResponse {
+function routesResponse(
+  datacenter: string,
+  table: RouteTable,
+  endpoints: RoutesResponse['endpoints'],
+): RoutesResponse {
   return { datacenter, trustDomain: table.trustDomain ?? null, routes: table.toJSON(), endpoints };
 }
 
@@ -179,19 +222,29 @@ type ToWorker =
   | { t: 'routes'; routes: RouteSpec[]; trustDomain: string | undefined }
   | { t: 'metrics'; id: number }
   | { t: 'drain' };
-type FromWorker = { t: 'listening' } | { t: 'metrics'; id: number; snapshot: MetricSnapshot[] } | { t: 'ready'; ready: boolean };
+type FromWorker =
+  | { t: 'listening' }
+  | { t: 'metrics'; id: number; snapshot: MetricSnapshot[] }
+  | { t: 'ready'; ready: boolean };
 
 class WorkerPool {
   private readonly workers: Worker[] = [];
   private readonly readyState = new Map<number, boolean>();
   private seq = 0;
-  private readonly pendingMetrics = new Map<number, { got: MetricSnapshot[][]; want: number; done: (s: MetricSnapshot[][]) => void }>();
+  private readonly pendingMetrics = new Map<
+    number,
+    { got: MetricSnapshot[][]; want: number; done: (s: MetricSnapshot[][]) => void }
+  >();
   private last: ToWorker | undefined;
 
   static async start(n: number, options: Partial<MeshGatewayOptions>, logger: Logger): Promise<WorkerPool> {
     const pool = new WorkerPool();
     cluster.schedulingPolicy = cluster.SCHED_NONE;
-    cluster.setupPrimary({ exec: fileURLToPath(import.meta.url), args: ['--meshfed-gateway-worker', JSON.stringify(options)], silent: false });
+    cluster.setupPrimary({
+      exec: fileURLToPath(import.meta.url),
+      args: ['--meshfed-gateway-worker', JSON.stringify(options)],
+      silent: false,
+    });
     const started: Promise<void>[] = [];
     for (let i = 0; i < n; i++) {
       const w = cluster.fork();
@@ -203,7 +256,12 @@ class WorkerPool {
             else pool.onMessage(w, m);
           });
           w.once('exit', (code) => {
-            reject(new MeshError('MESH_ERR_GATEWAY_LISTEN', `gateway worker exited with code ${code} before listening`));
+            reject(
+              new MeshError(
+                'MESH_ERR_GATEWAY_LISTEN',
+                `gateway worker exited with code ${code} before listening`,
+              ),
+            );
             if (!pool.closing) logger.error({ worker: w.id, code }, 'gateway worker exited');
           });
         }),
@@ -232,7 +290,16 @@ class WorkerPool {
   }
 
   broadcast(table: RouteTable): void {
-    this.last = { t: 'routes', routes: table.routes.map((r) => ({ match: r.match, class: r.class, datacenter: r.datacenter, endpoints: r.endpoints })), trustDomain: table.trustDomain };
+    this.last = {
+      t: 'routes',
+      routes: table.routes.map((r) => ({
+        match: r.match,
+        class: r.class,
+        datacenter: r.datacenter,
+        endpoints: r.endpoints,
+      })),
+      trustDomain: table.trustDomain,
+    };
     for (const w of this.workers) if (w.isConnected()) w.send(this.last);
   }
 
@@ -249,7 +316,11 @@ class WorkerPool {
         this.pendingMetrics.delete(id);
         resolve(p?.got ?? []);
       }, 2000);
-      this.pendingMetrics.set(id, { got: [], want: live.length, done: (s) => (clearTimeout(timer), resolve(s)) });
+      this.pendingMetrics.set(id, {
+        got: [],
+        want: live.length,
+        done: (s) => (clearTimeout(timer), resolve(s)),
+      });
       for (const w of live) w.send({ t: 'metrics', id } satisfies ToWorker);
     });
   }
@@ -273,7 +344,9 @@ class WorkerPool {
 /** Worker process body: one MeshGateway fed by the primary's tables. */
 async function runWorker(optionsJson: string): Promise<void> {
   const options = JSON.parse(optionsJson) as Partial<MeshGatewayOptions>;
-  const logger = createLogger({ bindings: { component: 'gateway', ...(options.datacenter ? { dc: options.datacenter } : {}) } }).child({ worker: cluster.worker?.id });
+  const logger = createLogger({
+    bindings: { component: 'gateway', ...(options.datacenter ? { dc: options.datacenter } : {}) },
+  }).child({ worker: cluster.worker?.id });
   const registry = new Registry();
   const gw = new MeshGateway(options, { logger, clock: systemClock, registry });
   const send = (m: FromWorker): void => void process.send?.(m);

@@ -33,7 +33,12 @@ export class CombinedRouteSource implements RouteSource {
         s.start((t) => {
           this.tables[i] = t;
           const td = this.tables.find((x) => x.trustDomain)?.trustDomain;
-          onTable(new RouteTable(this.tables.flatMap((x) => x.routes), td));
+          onTable(
+            new RouteTable(
+              this.tables.flatMap((x) => x.routes),
+              td,
+            ),
+          );
         }),
       ),
     );

@@ -82,7 +82,13 @@ class FakeConsul {
 function sidecar(node: string, port: number, service: string): unknown {
   return {
     Node: { Node: node, Address: '127.0.0.1' },
-    Service: { ID: `${service}-sidecar-proxy-${port}`, Service: `${service}-sidecar-proxy`, Kind: 'connect-proxy', Port: port, Address: '' },
+    Service: {
+      ID: `${service}-sidecar-proxy-${port}`,
+      Service: `${service}-sidecar-proxy`,
+      Kind: 'connect-proxy',
+      Port: port,
+      Address: '',
+    },
     Checks: [{ Status: 'passing' }],
   };
 }
@@ -94,18 +100,32 @@ test('catalog routes: local service, remote DC, server names; health and members
   const sc1 = await tlsBackend(t, pki, counting, (s) => void s.end('sidecar-1\n'));
   const sc2 = await tlsBackend(t, pki, counting, (s) => void s.end('sidecar-2\n'));
   const dc2gw = await tlsBackend(t, pki, remoteSvc, (s) => void s.end('dc2-gateway\n'));
-  const dc2srv = await tlsBackend(t, pki, 'server.dc2.consul', (s) => void s.end('dc2-gateway-for-servers\n'));
+  const dc2srv = await tlsBackend(
+    t,
+    pki,
+    'server.dc2.consul',
+    (s) => void s.end('dc2-gateway-for-servers\n'),
+  );
   const s1 = await tlsBackend(t, pki, 's1.server.dc1.consul', (s) => void s.end('server-s1\n'));
 
   const fake = new FakeConsul();
   fake.state.services = { consul: [], counting: [], 'counting-sidecar-proxy': [] };
   fake.state.health = { counting: [{ entry: sidecar('n1', sc1, 'counting'), status: 'passing' }] };
   fake.state.gateways = {
-    dc1: [{ Node: { Node: 'gw1', Address: '127.0.0.1' }, Service: { Kind: 'mesh-gateway', Port: 1 }, Checks: [] }],
+    dc1: [
+      { Node: { Node: 'gw1', Address: '127.0.0.1' }, Service: { Kind: 'mesh-gateway', Port: 1 }, Checks: [] },
+    ],
     dc2: [
       {
         Node: { Node: 'gw2', Address: '10.9.9.9' },
-        Service: { Kind: 'mesh-gateway', Port: 9, TaggedAddresses: { lan: { Address: '10.9.9.9', Port: 9 }, wan: { Address: '127.0.0.1', Port: dc2gw } } },
+        Service: {
+          Kind: 'mesh-gateway',
+          Port: 9,
+          TaggedAddresses: {
+            lan: { Address: '10.9.9.9', Port: 9 },
+            wan: { Address: '127.0.0.1', Port: dc2gw },
+          },
+        },
         Checks: [{ Status: 'passing' }],
       },
     ],
@@ -120,21 +140,34 @@ test('catalog routes: local service, remote DC, server names; health and members
 
   const line = async (sni: string): Promise<string> => readLine(await tlsClient(gport, sni, pki.ca));
   t.is(await line(counting), 'sidecar-1', 'local service → its healthy sidecar');
-  t.is(await line(remoteSvc), 'dc2-gateway', 'remote DC service → that DC\'s gateway WAN address');
+  t.is(await line(remoteSvc), 'dc2-gateway', "remote DC service → that DC's gateway WAN address");
   t.is(await line('s1.server.dc1.consul'), 'server-s1', 'local server node name → its federation port');
   t.deepEqual(
-    gw.routes().toJSON().find((r) => r.match === '*.server.dc2.consul'),
-    { match: '*.server.dc2.consul', class: 'remote_server', datacenter: 'dc2', endpoints: [`127.0.0.1:${dc2gw}`] },
+    gw
+      .routes()
+      .toJSON()
+      .find((r) => r.match === '*.server.dc2.consul'),
+    {
+      match: '*.server.dc2.consul',
+      class: 'remote_server',
+      datacenter: 'dc2',
+      endpoints: [`127.0.0.1:${dc2gw}`],
+    },
   );
   t.true(fake.seen.some((s) => s.startsWith('GET /v1/health/connect/counting') && s.includes('passing')));
-  t.false(fake.seen.some((s) => s.includes('/v1/health/connect/counting-sidecar-proxy')), 'sidecar services are not routes');
+  t.false(
+    fake.seen.some((s) => s.includes('/v1/health/connect/counting-sidecar-proxy')),
+    'sidecar services are not routes',
+  );
 
   // dc2's gateway moves: routes follow (server traffic too)
   fake.change((s) => {
     const g = (s.gateways['dc2']![0] as { Service: { TaggedAddresses: { wan: { Port: number } } } }).Service;
     g.TaggedAddresses.wan.Port = dc2srv;
   });
-  await waitFor(() => gw.routes().lookup('server.dc2.consul')?.endpoints[0]?.port === dc2srv, { what: 'moved gateway' });
+  await waitFor(() => gw.routes().lookup('server.dc2.consul')?.endpoints[0]?.port === dc2srv, {
+    what: 'moved gateway',
+  });
   t.is(await line('server.dc2.consul'), 'dc2-gateway-for-servers');
 
   // the instance turns critical and a second one appears: new connections go to the healthy one
@@ -144,7 +177,9 @@ test('catalog routes: local service, remote DC, server names; health and members
       { entry: sidecar('n2', sc2, 'counting'), status: 'passing' },
     ];
   });
-  await waitFor(() => gw.routes().lookup(counting)?.endpoints[0]?.port === sc2, { what: 'health change applied' });
+  await waitFor(() => gw.routes().lookup(counting)?.endpoints[0]?.port === sc2, {
+    what: 'health change applied',
+  });
   t.is(await line(counting), 'sidecar-2');
 
   // the service goes away entirely: its SNI no longer routes, and that is counted
@@ -154,7 +189,10 @@ test('catalog routes: local service, remote DC, server names; health and members
   await waitFor(() => gw.routes().lookup(counting) === undefined, { what: 'service removed' });
   await t.throwsAsync(tlsClient(gport, counting, pki.ca));
   t.regex(registry.render(), /gateway_no_route_total\{reason="unknown_sni"\} 1/);
-  t.true(fake.seen.some((s) => /index=\d+/.test(s)), 'watches used blocking queries');
+  t.true(
+    fake.seen.some((s) => /index=\d+/.test(s)),
+    'watches used blocking queries',
+  );
 });
 
 test('GatewayRegistration registers a mesh-gateway with LAN/WAN addresses and a TCP check, and deregisters', async (t) => {
@@ -173,7 +211,10 @@ test('GatewayRegistration registers a mesh-gateway with LAN/WAN addresses and a 
       Kind: 'mesh-gateway',
       Name: 'mesh-gateway',
       Port: 8443,
-      TaggedAddresses: { lan: { Address: '10.0.0.5', Port: 8443 }, wan: { Address: '203.0.113.7', Port: 443 } },
+      TaggedAddresses: {
+        lan: { Address: '10.0.0.5', Port: 8443 },
+        wan: { Address: '203.0.113.7', Port: 443 },
+      },
       Meta: { 'consul-wan-federation': '1' },
       Check: { TCP: '10.0.0.5:8443' },
     },

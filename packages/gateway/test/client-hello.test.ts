@@ -39,11 +39,17 @@ async function realHellos(): Promise<{ from: string; hello: Buffer }[]> {
     { from: 'node tls1.2', hello: await captureHello(SNI, { maxVersion: 'TLSv1.2' }) },
     {
       from: 'openssl',
-      hello: await captureFrom((p) => ['openssl', ['s_client', '-connect', `127.0.0.1:${p}`, '-servername', SNI, '-alpn', 'consul/raft']]),
+      hello: await captureFrom((p) => [
+        'openssl',
+        ['s_client', '-connect', `127.0.0.1:${p}`, '-servername', SNI, '-alpn', 'consul/raft'],
+      ]),
     },
     {
       from: 'curl',
-      hello: await captureFrom((p) => ['curl', ['-sk', '--max-time', '5', '--connect-to', `${SNI}:443:127.0.0.1:${p}`, `https://${SNI}/`]]),
+      hello: await captureFrom((p) => [
+        'curl',
+        ['-sk', '--max-time', '5', '--connect-to', `${SNI}:443:127.0.0.1:${p}`, `https://${SNI}/`],
+      ]),
     },
   ];
 }
@@ -58,11 +64,15 @@ test('reads SNI and ALPN from real ClientHellos of node (TLS 1.2 and 1.3), opens
     if (from === 'node tls1.3') t.deepEqual(r.alpn, ['h2', 'consul/rpc-multi']);
     if (from === 'openssl') t.deepEqual(r.alpn, ['consul/raft']);
     // every prefix asks for more; over several records it still parses
-    for (let i = 0; i < hello.length; i += 7) t.is(parseClientHello(hello.subarray(0, i)).status, 'more', `${from} prefix ${i}`);
+    for (let i = 0; i < hello.length; i += 7)
+      t.is(parseClientHello(hello.subarray(0, i)).status, 'more', `${from} prefix ${i}`);
     const split = parseClientHello(splitRecords(hello, 5));
     t.like(split, { status: 'ok', sni: SNI }, `${from} in 5 records`);
     // split into TCP chunks, passed as an array
-    t.like(parseClientHello([hello.subarray(0, 3), hello.subarray(3, 50), hello.subarray(50)]), { status: 'ok', sni: SNI });
+    t.like(parseClientHello([hello.subarray(0, 3), hello.subarray(3, 50), hello.subarray(50)]), {
+      status: 'ok',
+      sni: SNI,
+    });
   }
 });
 
@@ -83,7 +93,12 @@ test('no SNI, GREASE and unusual extension order', async (t) => {
   sni.writeUInt16BE(name.length, 3);
   const alpnProto = Buffer.from([2, 0x68, 0x32]);
   const alpn = Buffer.concat([Buffer.from([0, alpnProto.length]), alpnProto]);
-  const exts = Buffer.concat([ext(0x0a0a, Buffer.alloc(0)), ext(16, alpn), ext(0, Buffer.concat([sni, name])), ext(0xfafa, Buffer.from([0]))]);
+  const exts = Buffer.concat([
+    ext(0x0a0a, Buffer.alloc(0)),
+    ext(16, alpn),
+    ext(0, Buffer.concat([sni, name])),
+    ext(0xfafa, Buffer.from([0])),
+  ]);
   const body = Buffer.concat([
     Buffer.from([3, 3]),
     Buffer.alloc(32, 1),
@@ -101,8 +116,14 @@ test('no SNI, GREASE and unusual extension order', async (t) => {
 test('not TLS, malformed and oversized inputs are errors, never exceptions', (t) => {
   t.like(parseClientHello(Buffer.from('GET / HTTP/1.1\r\n')), { status: 'error', reason: 'not_tls' });
   t.like(parseClientHello(Buffer.from([0x16, 0x02])), { status: 'error', reason: 'not_tls' });
-  t.like(parseClientHello(Buffer.from([0x16, 3, 1, 0, 4, 2, 0, 0, 0])), { status: 'error', reason: 'malformed' });
-  t.like(parseClientHello(Buffer.from([0x16, 3, 1, 0, 4, 1, 0x01, 0, 0]), 16384), { status: 'error', reason: 'too_large' });
+  t.like(parseClientHello(Buffer.from([0x16, 3, 1, 0, 4, 2, 0, 0, 0])), {
+    status: 'error',
+    reason: 'malformed',
+  });
+  t.like(parseClientHello(Buffer.from([0x16, 3, 1, 0, 4, 1, 0x01, 0, 0]), 16384), {
+    status: 'error',
+    reason: 'too_large',
+  });
 });
 
 test('fuzz: mutated and truncated real ClientHellos and random bytes never throw or hang', async (t) => {
@@ -121,17 +142,24 @@ test('fuzz: mutated and truncated real ClientHellos and random bytes never throw
       return cut === null ? b : b.subarray(0, cut % (b.length + 1));
     });
   const random = fc.uint8Array({ maxLength: 600 }).map((u) => Buffer.from(u));
-  const tlsish = fc.uint8Array({ maxLength: 600 }).map((u) => Buffer.concat([Buffer.from([0x16, 3, 1]), Buffer.from(u)]));
+  const tlsish = fc
+    .uint8Array({ maxLength: 600 })
+    .map((u) => Buffer.concat([Buffer.from([0x16, 3, 1]), Buffer.from(u)]));
   fc.assert(
     fc.property(fc.oneof(mutated, random, tlsish), (input) => {
       const started = performance.now();
       const r = parseClientHello(input);
       count(r.status === 'error' ? r.reason : r.status);
-      if (r.status === 'ok' && r.sni !== undefined) return /^[a-z0-9._*-]+$/.test(r.sni) && performance.now() - started < 50;
+      if (r.status === 'ok' && r.sni !== undefined)
+        return /^[a-z0-9._*-]+$/.test(r.sni) && performance.now() - started < 50;
       return performance.now() - started < 50;
     }),
     { numRuns: 20_000 },
   );
   t.log(Object.fromEntries(outcomes));
-  t.true((outcomes.get('malformed') ?? 0) > 0 && (outcomes.get('ok') ?? 0) > 0 && (outcomes.get('not_tls') ?? 0) > 0);
+  t.true(
+    (outcomes.get('malformed') ?? 0) > 0 &&
+      (outcomes.get('ok') ?? 0) > 0 &&
+      (outcomes.get('not_tls') ?? 0) > 0,
+  );
 });

@@ -20,15 +20,63 @@ export interface Pki {
 export function makePki(t: ExecutionContext, names: string[]): Pki {
   const dir = tempDir(t, 'gw-pki-');
   const ossl = (...args: string[]): void => void execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  ossl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=gw-test-ca');
+  ossl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.pem',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=gw-test-ca',
+  );
   const leaves = new Map<string, { cert: string; key: string }>();
   names.forEach((name, i) => {
     const f = `leaf${i}`;
-    ossl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${f}.key`, '-out', `${f}.csr`, '-subj', `/CN=leaf${i}`);
+    ossl(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      `${f}.key`,
+      '-out',
+      `${f}.csr`,
+      '-subj',
+      `/CN=leaf${i}`,
+    );
     const ext = join(dir, `${f}.ext`);
     execFileSync('sh', ['-c', `printf 'subjectAltName=DNS:${name}\\n' > ${ext}`]);
-    ossl('x509', '-req', '-in', `${f}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${f}.pem`, '-days', '2', '-extfile', ext);
-    leaves.set(name, { cert: readFileSync(join(dir, `${f}.pem`), 'utf8'), key: readFileSync(join(dir, `${f}.key`), 'utf8') });
+    ossl(
+      'x509',
+      '-req',
+      '-in',
+      `${f}.csr`,
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${f}.pem`,
+      '-days',
+      '2',
+      '-extfile',
+      ext,
+    );
+    leaves.set(name, {
+      cert: readFileSync(join(dir, `${f}.pem`), 'utf8'),
+      key: readFileSync(join(dir, `${f}.key`), 'utf8'),
+    });
   });
   return {
     ca: readFileSync(join(dir, 'ca.pem'), 'utf8'),
@@ -55,7 +103,12 @@ export async function listen(t: ExecutionContext, server: net.Server): Promise<n
 }
 
 /** TLS echo backend that first sends its name: "<name>\n", then echoes. */
-export async function tlsBackend(t: ExecutionContext, pki: Pki, name: string, onSocket?: (s: tls.TLSSocket) => void): Promise<number> {
+export async function tlsBackend(
+  t: ExecutionContext,
+  pki: Pki,
+  name: string,
+  onSocket?: (s: tls.TLSSocket) => void,
+): Promise<number> {
   const server = tls.createServer({ ...pki.leaf(name) }, (s) => {
     s.on('error', () => undefined);
     if (onSocket) return onSocket(s);
@@ -69,7 +122,9 @@ export async function tlsBackend(t: ExecutionContext, pki: Pki, name: string, on
 export async function httpsBackend(t: ExecutionContext, pki: Pki, name: string): Promise<number> {
   const server = tls.createServer({ ...pki.leaf(name) }, (s) => {
     s.on('error', () => undefined);
-    s.once('data', () => s.end(`HTTP/1.1 200 OK\r\ncontent-length: ${name.length}\r\nconnection: close\r\n\r\n${name}`));
+    s.once('data', () =>
+      s.end(`HTTP/1.1 200 OK\r\ncontent-length: ${name.length}\r\nconnection: close\r\n\r\n${name}`),
+    );
   });
   return listen(t, server);
 }
@@ -117,7 +172,12 @@ export function readLine(s: Duplex): Promise<string> {
 }
 
 /** TLS client through the gateway that verifies the backend's certificate for `servername`. */
-export function tlsClient(port: number, servername: string | undefined, ca: string, socket?: Duplex): Promise<tls.TLSSocket> {
+export function tlsClient(
+  port: number,
+  servername: string | undefined,
+  ca: string,
+  socket?: Duplex,
+): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
     const opts: tls.ConnectionOptions = { ca, host: '127.0.0.1', port };
     if (servername !== undefined) opts.servername = servername;
@@ -196,7 +256,10 @@ export function splitRecords(buf: Buffer, n: number): Buffer {
 }
 
 /** Capture the first ClientHello a TLS client sends for `servername` (no server answer). */
-export async function captureHello(servername: string | undefined, extra: tls.ConnectionOptions = {}): Promise<Buffer> {
+export async function captureHello(
+  servername: string | undefined,
+  extra: tls.ConnectionOptions = {},
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));

@@ -25,7 +25,11 @@ test('routes by SNI to the right backend; the client verifies the backend certif
   const pki = makePki(t, [A, B]);
   const pa = await tlsBackend(t, pki, A);
   const pb = await tlsBackend(t, pki, B);
-  const { port, registry } = await startGateway(t, [`${A}=127.0.0.1:${pa}`, `*.b.svc.test=127.0.0.1:${pb}`, `${B}=127.0.0.1:${pb}`]);
+  const { port, registry } = await startGateway(t, [
+    `${A}=127.0.0.1:${pa}`,
+    `*.b.svc.test=127.0.0.1:${pb}`,
+    `${B}=127.0.0.1:${pb}`,
+  ]);
   const ca = await tlsClient(port, A, pki.ca);
   t.true(ca.authorized, 'client authorized the backend certificate through the gateway');
   t.is(await readLine(ca), A);
@@ -49,7 +53,23 @@ test('openssl s_client and curl --connect-to reach the backend through the gatew
   const { mkdtempSync, writeFileSync } = await import('node:fs');
   const dir = mkdtempSync('/tmp/gw-ca-');
   writeFileSync(`${dir}/ca.pem`, pki.ca);
-  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', A, '-CAfile', `${dir}/ca.pem`, '-verify_return_error', '-verify_hostname', A, '-quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(
+    'openssl',
+    [
+      's_client',
+      '-connect',
+      `127.0.0.1:${port}`,
+      '-servername',
+      A,
+      '-CAfile',
+      `${dir}/ca.pem`,
+      '-verify_return_error',
+      '-verify_hostname',
+      A,
+      '-quiet',
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
   t.teardown(() => child.kill());
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -57,7 +77,14 @@ test('openssl s_client and curl --connect-to reach the backend through the gatew
   child.stdin.write('ping-openssl\n');
   await waitFor(() => out.includes('ping-openssl'), { what: 'echo via openssl' });
   child.stdin.end();
-  const { stdout } = await run('curl', ['-sS', '--cacert', `${dir}/ca.pem`, '--connect-to', `${B}:443:127.0.0.1:${port}`, `https://${B}/`]);
+  const { stdout } = await run('curl', [
+    '-sS',
+    '--cacert',
+    `${dir}/ca.pem`,
+    '--connect-to',
+    `${B}:443:127.0.0.1:${port}`,
+    `https://${B}/`,
+  ]);
   t.is(stdout, B);
 });
 
@@ -95,21 +122,29 @@ test('a refusing endpoint is retried transparently on another, then ejected afte
   const pki = makePki(t, [A]);
   const pa = await tlsBackend(t, pki, A);
   const dead = await freePort();
-  const { port, registry, gw } = await startGateway(t, [`${A}=127.0.0.1:${dead},127.0.0.1:${pa}`], { ejectAfterFailures: 2 });
+  const { port, registry, gw } = await startGateway(t, [`${A}=127.0.0.1:${dead},127.0.0.1:${pa}`], {
+    ejectAfterFailures: 2,
+  });
   for (let i = 0; i < 4; i++) {
     const c = await tlsClient(port, A, pki.ca);
     t.is(await readLine(c), A, `connection ${i} reached the live endpoint`);
     c.destroy();
   }
   const text = registry.render();
-  t.regex(text, /gateway_upstream_connect_failures_total\{class="static",dc="local"\} 2/, 'round robin tried the dead one twice, then it was ejected');
+  t.regex(
+    text,
+    /gateway_upstream_connect_failures_total\{class="static",dc="local"\} 2/,
+    'round robin tried the dead one twice, then it was ejected',
+  );
   t.regex(text, /gateway_endpoint_ejections_total 1/);
   t.true(gw.endpointHealth().some((e) => e.endpoint === `127.0.0.1:${dead}` && e.ejected));
 });
 
 test('when every endpoint refuses, the client is closed and counted as upstream_failed', async (t) => {
   const pki = makePki(t, [A]);
-  const { port, registry } = await startGateway(t, [`${A}=127.0.0.1:${await freePort()},127.0.0.1:${await freePort()}`]);
+  const { port, registry } = await startGateway(t, [
+    `${A}=127.0.0.1:${await freePort()},127.0.0.1:${await freePort()}`,
+  ]);
   await t.throwsAsync(tlsClient(port, A, pki.ca));
   t.regex(registry.render(), /gateway_no_route_total\{reason="upstream_failed"\} 1/);
 });
@@ -118,7 +153,10 @@ test('a backend reset mid-stream resets the client; nothing stays open', async (
   const pki = makePki(t, [A]);
   const pa = await tlsBackend(t, pki, A, (s) => {
     s.write('first\n');
-    s.once('data', () => (s as unknown as { _parent?: net.Socket })._parent?.resetAndDestroy() ?? s.destroy());
+    s.once(
+      'data',
+      () => (s as unknown as { _parent?: net.Socket })._parent?.resetAndDestroy() ?? s.destroy(),
+    );
   });
   // The TLS socket wraps the TCP one; reset the TCP socket underneath.
   const { port, gw } = await startGateway(t, [`${A}=127.0.0.1:${pa}`]);
@@ -148,7 +186,11 @@ test('half-close passes through: client FIN reaches the backend, which still ans
   c.end(Buffer.from('tail-bytes'));
   await ended;
   t.is(answer, 'bye after your FIN');
-  t.deepEqual(received, Buffer.concat([hello, Buffer.from('tail-bytes')]), 'bytes arrived exactly, hello replayed first');
+  t.deepEqual(
+    received,
+    Buffer.concat([hello, Buffer.from('tail-bytes')]),
+    'bytes arrived exactly, hello replayed first',
+  );
   c.destroy();
   await waitFor(() => gw.activeConnections === 0, { what: 'cleanup' });
 });
@@ -196,7 +238,12 @@ test('a slow reader does not make the gateway buffer without bound (backpressure
 
 test('ClientHello deadline: a slowloris is closed when the clock says so', async (t) => {
   const clock = new ManualClock();
-  const { port, registry, gw } = await startGateway(t, ['x.test=127.0.0.1:1'], { helloTimeoutMs: 5000 }, clock);
+  const { port, registry, gw } = await startGateway(
+    t,
+    ['x.test=127.0.0.1:1'],
+    { helloTimeoutMs: 5000 },
+    clock,
+  );
   const c = net.connect(port, '127.0.0.1');
   c.write(Buffer.from([0x16, 0x03, 0x01]));
   await waitFor(() => gw.activeConnections === 1, { what: 'accepted' });
@@ -237,7 +284,11 @@ test('a new routing table applies to new connections and never cuts established 
   const { port, gw } = await startGateway(t, [`${A}=127.0.0.1:${p1}`]);
   const old = await tlsClient(port, A, pki.ca);
   t.is(await readLine(old), 'one');
-  gw.setRoutes(new RouteTable([{ match: A, class: 'static', datacenter: 'local', endpoints: [{ host: '127.0.0.1', port: p2 }] }]));
+  gw.setRoutes(
+    new RouteTable([
+      { match: A, class: 'static', datacenter: 'local', endpoints: [{ host: '127.0.0.1', port: p2 }] },
+    ]),
+  );
   const fresh = await tlsClient(port, A, pki.ca);
   t.is(await readLine(fresh), 'two');
   old.write('still here\n');

@@ -57,7 +57,10 @@ test('thousands of short connections leave no fds, timers or heap behind', async
   const heap1 = process.memoryUsage().heapUsed;
   t.log({ fd0, fd1: fds(), heap0, heap1 });
   t.true(heap1 - heap0 < 4 * 1024 * 1024, `heap grew by ${heap1 - heap0} bytes over ${N} connections`);
-  t.regex(registry.render(), new RegExp(`gateway_connections_total\\{class="static",dc="local"\\} ${N + 300}`));
+  t.regex(
+    registry.render(),
+    new RegExp(`gateway_connections_total\\{class="static",dc="local"\\} ${N + 300}`),
+  );
 });
 
 test('fuzzed bytes over real sockets: every connection is closed cleanly and counted', async (t) => {
@@ -87,6 +90,11 @@ test('fuzzed bytes over real sockets: every connection is closed cleanly and cou
   }
   await waitFor(() => gw.activeConnections === 0, { what: 'all closed' });
   const snap = registry.snapshot();
-  const sum = (name: string): number => snap.find((m) => m.name === name)?.series.reduce((a, s) => a + s.value, 0) ?? 0;
-  t.is(sum('gateway_no_route_total') + sum('gateway_connections_total'), inputs.length, 'every connection counted once');
+  const sum = (name: string): number =>
+    snap.find((m) => m.name === name)?.series.reduce((a, s) => a + s.value, 0) ?? 0;
+  t.is(
+    sum('gateway_no_route_total') + sum('gateway_connections_total'),
+    inputs.length,
+    'every connection counted once',
+  );
 });
