@@ -296,14 +296,13 @@ export class ApiDataSources implements ProxyDataSources {
     on: Listener<ConfigEntry | undefined>,
     signal: AbortSignal,
   ): void {
-    this.run<ConfigEntry>(
-      `/v1/config/${kind}/${encodeURIComponent(name)}`,
+    // The list endpoint, not /v1/config/<kind>/<name>: a missing entry is a 404 there, and a 404
+    // cannot block, so an entry created later would only be seen after the error backoff.
+    this.run<ConfigEntry[]>(
+      `/v1/config/${kind}`,
       undefined,
-      (b) => on(b),
+      (list) => on((list ?? []).find((e) => e['Name'] === name)),
       signal,
-      (err) => {
-        if (err instanceof ApiError && err.httpStatus === 404) on(undefined);
-      },
     );
   }
 
