@@ -493,8 +493,16 @@ export class MeshProxy implements Startable {
     });
     this.inbound = server;
     server.on('secureConnection', (s) => this.onInbound(s));
-    server.on('tlsClientError', (err) => {
-      const reason = classifyTlsError(err);
+    server.on('tlsClientError', (err, sock) => {
+      // A chain that fails verification surfaces as a bare ECONNRESET; the reason is on the socket.
+      const why = (sock as tls.TLSSocket & { authorizationError?: unknown }).authorizationError;
+      const code =
+        typeof why === 'string'
+          ? why
+          : why instanceof Error
+            ? ((why as { code?: string }).code ?? why.message)
+            : '';
+      const reason = classifyTlsError(code ? Object.assign(new Error(code), { code }) : err);
       this.m.handshakeFailures.labels('inbound', reason).inc();
       this.logger.debug({ reason, err: err.message }, 'inbound handshake failed');
     });
@@ -505,6 +513,17 @@ export class MeshProxy implements Startable {
 
   private onInbound(sock: tls.TLSSocket): void {
     sock.on('error', () => undefined);
+    if (!sock.authorized) {
+      const err = sock.authorizationError as (Error & { code?: string }) | string | null;
+      const code = typeof err === 'string' ? err : (err?.code ?? err?.message ?? '');
+      const reason: HandshakeReason = !sock.getPeerX509Certificate()
+        ? 'no_client_cert'
+        : classifyTlsError(Object.assign(new Error(code), { code }));
+      this.m.handshakeFailures.labels('inbound', reason).inc();
+      this.logger.debug({ reason, code }, 'inbound client certificate refused');
+      sock.destroy();
+      return;
+    }
     const id = peerIdentity(sock);
     const problem = id.ok ? serviceIdentityProblem(id.value, this.trustDomain) : id.reason;
     if (!id.ok || problem || id.value.kind !== 'service') {
