@@ -17,6 +17,8 @@ export interface VerifyOptions {
   skewMs?: number;
   /** When set, the leaf's SPIFFE ID must be in this trust domain. */
   trustDomain?: string;
+  /** Accept a CA certificate as the first certificate (checking an intermediate). Default false. */
+  leafMayBeCa?: boolean;
 }
 
 export type ChainResult =
@@ -64,6 +66,8 @@ export function verifyChain(
   const leaf = presented[0];
   if (!leaf) return bad('MESH_ERR_CA_CHAIN_INVALID', 'no certificate presented');
   if (anchors.length === 0) return bad('MESH_ERR_CA_UNTRUSTED', 'no trusted roots');
+  if (leaf.ca && !opts.leafMayBeCa)
+    return bad('MESH_ERR_CA_CHAIN_INVALID', 'the presented certificate is a CA certificate, not a leaf');
   const pool = presented.slice(1);
 
   const issuedBy = (c: X509Certificate, issuer: X509Certificate): boolean => {

@@ -539,3 +539,49 @@ test('private keys never reach the logs, whatever the CA does', async (t) => {
   t.true(lines.length >= 3, 'lifecycle events were logged');
   t.false(lines.join('').includes('PRIVATE KEY'));
 });
+
+test('a CA certificate is not accepted as a leaf; an expired signing certificate signs nothing', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const ttl = { leafTtlMs: 3600_000, intermediateTtlMs: 4 * 3600_000, rootTtlMs: 5 * 3600_000 };
+  const p = makeCa('dc1', ttl, clock);
+  const s = makeCa('dc2', ttl, clock);
+  await p.ca.start();
+  await s.ca.start();
+  await s.ca.applyPrimaryRoots(p.ca.rootsResponse());
+  const signed = await p.ca.signIntermediateCsr(await s.ca.createIntermediateCsr(), 'dc2');
+  await s.ca.installIntermediate(signed.certPem, signed.rootsResponse);
+  const bundle = p.ca.trustBundlePems();
+  t.like(verifyChain([bundle[0]!], bundle, { now: clock.now() }), {
+    ok: false,
+    code: 'MESH_ERR_CA_CHAIN_INVALID',
+  });
+  t.like(verifyChain([signed.certPem], bundle, { now: clock.now() }), {
+    ok: false,
+    code: 'MESH_ERR_CA_CHAIN_INVALID',
+  });
+  t.true(verifyChain([signed.certPem], bundle, { now: clock.now(), leafMayBeCa: true }).ok);
+
+  // near the end of the intermediate, leaves are capped at its expiry; past it, nothing is signed
+  clock.jumpWall(4 * 3600_000 - 30 * 60_000);
+  const late = await s.ca.issueLeaf({ kind: 'service', service: 'web' });
+  t.is(Date.parse(late.ValidBefore), Date.parse(new X509Certificate(signed.certPem).validTo));
+  clock.jumpWall(31 * 60_000);
+  t.true(
+    isMeshError(
+      await t.throwsAsync(s.ca.issueLeaf({ kind: 'service', service: 'web' })),
+      'MESH_ERR_CA_NO_INTERMEDIATE',
+    ),
+  );
+  t.true(s.ca.needsIntermediate());
+  clock.jumpWall(3600_000);
+  t.true(
+    isMeshError(
+      await t.throwsAsync(p.ca.issueLeaf({ kind: 'service', service: 'web' })),
+      'MESH_ERR_CA_NOT_INITIALIZED',
+    ),
+  );
+  // the fix is a rotation: refused without cross-signing (the old root expired) unless forced
+  t.true(isMeshError(await t.throwsAsync(p.ca.rotateRoot()), 'MESH_ERR_CA_ROTATION_REFUSED'));
+  await p.ca.rotateRoot({ force: true });
+  t.truthy(await p.ca.issueLeaf({ kind: 'service', service: 'web' }));
+});
