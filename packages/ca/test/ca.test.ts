@@ -123,7 +123,11 @@ test('refusals: foreign CA, expired, not yet valid, other trust domain — each 
   const { primary, secondary } = await pair();
   const bundle = primary.trustBundlePems();
   const leaf = await secondary.issueLeaf({ kind: 'service', service: 'api' });
-  const ok = verifyChain([leaf.CertPEM], bundle, { now: now(), trustDomain: TD });
+  const ok = verifyChain([leaf.CertPEM], bundle, { now: now(), trustDomain: TD, kind: 'service' });
+  t.like(verifyChain([leaf.CertPEM], bundle, { now: now(), kind: 'mesh-gateway' }), {
+    ok: false,
+    code: 'MESH_ERR_CA_IDENTITY_DENIED',
+  });
   t.true(ok.ok);
   if (ok.ok) t.is(ok.spiffeId, leaf.ServiceURI);
 
@@ -584,4 +588,30 @@ test('a CA certificate is not accepted as a leaf; an expired signing certificate
   t.true(isMeshError(await t.throwsAsync(p.ca.rotateRoot()), 'MESH_ERR_CA_ROTATION_REFUSED'));
   await p.ca.rotateRoot({ force: true });
   t.truthy(await p.ca.issueLeaf({ kind: 'service', service: 'web' }));
+});
+
+test('a restarted secondary keeps its intermediate and roots from its file and signs at once', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'dc2.json');
+  const { ca: primary } = makeCa('dc1');
+  await primary.start();
+  const mk = () =>
+    new CertificateAuthority(
+      { ...defaultCaOptions, datacenter: 'dc2', primaryDatacenter: 'dc1' },
+      { logger: silentLogger, clock: systemClock, storage: new FileCaStateStorage(path) },
+    );
+  const a = mk();
+  await a.start();
+  await a.applyPrimaryRoots(primary.rootsResponse());
+  const signed = await primary.signIntermediateCsr(await a.createIntermediateCsr(), 'dc2');
+  await a.installIntermediate(signed.certPem, signed.rootsResponse);
+  await a.close();
+  const b = mk();
+  await b.start();
+  t.true(b.ready());
+  t.false(b.needsIntermediate());
+  t.is(b.trustDomain, TD);
+  const leaf = await b.issueLeaf({ kind: 'service', service: 'web' });
+  t.true(verifyChain([leaf.CertPEM], primary.trustBundlePems(), { now: Date.now(), trustDomain: TD }).ok);
+  await b.close();
 });
