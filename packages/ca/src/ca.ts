@@ -823,9 +823,24 @@ export class CertificateAuthority {
       !roots ||
       !Array.isArray(roots.Roots) ||
       typeof roots.TrustDomain !== 'string' ||
-      !roots.Roots.some((r) => r.Active)
+      !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(roots.TrustDomain) ||
+      !roots.Roots.every(
+        (r) =>
+          typeof r === 'object' &&
+          r !== null &&
+          typeof r.ID === 'string' &&
+          typeof r.RootCert === 'string' &&
+          typeof r.Active === 'boolean' &&
+          (r.IntermediateCerts === null ||
+            r.IntermediateCerts === undefined ||
+            (Array.isArray(r.IntermediateCerts) && r.IntermediateCerts.every((c) => typeof c === 'string'))),
+      ) ||
+      roots.Roots.filter((r) => r.Active).length !== 1
     )
-      throw new MeshError('MESH_ERR_CA_CHAIN_INVALID', 'roots response has no active root');
+      throw new MeshError(
+        'MESH_ERR_CA_CHAIN_INVALID',
+        'roots response is malformed or has no single active root',
+      );
     const parsed = roots.Roots.map((r) => {
       const c = loadCert(r.RootCert);
       if (!c.ca) throw new MeshError('MESH_ERR_CA_CHAIN_INVALID', `root ${r.ID} is not a CA certificate`);

@@ -432,6 +432,20 @@ test('secondary: needsIntermediate before install, at half life, and after a pri
   await s.ca.start();
   t.true(s.ca.needsIntermediate());
   t.false(s.ca.ready());
+  // malformed roots from a peer are refused and change nothing
+  const good = p.ca.rootsResponse();
+  for (const bad of [
+    {},
+    null,
+    { ...good, Roots: [{ ...good.Roots[0]!, RootCert: 'x' }] },
+    { ...good, Roots: [{ ...good.Roots[0]!, Active: false }] },
+    { ...good, TrustDomain: 'Bad Domain' },
+    { ...good, Roots: [5] },
+  ]) {
+    const e = await t.throwsAsync(s.ca.applyPrimaryRoots(bad as never));
+    t.true(isMeshError(e, 'MESH_ERR_CA_CHAIN_INVALID'), String(e));
+  }
+  t.is(s.ca.trustDomain, '');
   t.true(
     isMeshError(
       await t.throwsAsync(s.ca.issueLeaf({ kind: 'service', service: 'web' })),
