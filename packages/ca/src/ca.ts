@@ -448,6 +448,16 @@ export class CertificateAuthority {
   ): IssuedLeaf {
     const s = this.signer!;
     const now = this.deps.clock.now();
+    if (s.notAfter <= now + BACKDATE_MS)
+      throw this.isPrimary
+        ? new MeshError(
+            'MESH_ERR_CA_NOT_INITIALIZED',
+            `the active root expired at ${rfc3339(s.notAfter)}; rotate to a new root`,
+          )
+        : new MeshError(
+            'MESH_ERR_CA_NO_INTERMEDIATE',
+            `the intermediate of ${this.options.datacenter} expired at ${rfc3339(s.notAfter)}`,
+          );
     const notBefore = now - BACKDATE_MS;
     const notAfter = Math.min(now + this.state.config.leafTtlMs, s.notAfter);
     const serial = newSerial();
@@ -767,7 +777,7 @@ export class CertificateAuthority {
           'the intermediate does not match the pending CSR key',
         );
       const rootPems = roots.Roots.map((r) => r.RootCert);
-      const v = verifyChain([certPem], rootPems, { now: this.deps.clock.now() });
+      const v = verifyChain([certPem], rootPems, { now: this.deps.clock.now(), leafMayBeCa: true });
       if (!v.ok) throw new MeshError(v.code, `intermediate rejected: ${v.reason}`);
       this.adoptRoots(roots);
       this.state.intermediate = { certPem: cert.toString(), keyPem: pending };
@@ -813,9 +823,24 @@ export class CertificateAuthority {
       !roots ||
       !Array.isArray(roots.Roots) ||
       typeof roots.TrustDomain !== 'string' ||
-      !roots.Roots.some((r) => r.Active)
+      !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(roots.TrustDomain) ||
+      !roots.Roots.every(
+        (r) =>
+          typeof r === 'object' &&
+          r !== null &&
+          typeof r.ID === 'string' &&
+          typeof r.RootCert === 'string' &&
+          typeof r.Active === 'boolean' &&
+          (r.IntermediateCerts === null ||
+            r.IntermediateCerts === undefined ||
+            (Array.isArray(r.IntermediateCerts) && r.IntermediateCerts.every((c) => typeof c === 'string'))),
+      ) ||
+      roots.Roots.filter((r) => r.Active).length !== 1
     )
-      throw new MeshError('MESH_ERR_CA_CHAIN_INVALID', 'roots response has no active root');
+      throw new MeshError(
+        'MESH_ERR_CA_CHAIN_INVALID',
+        'roots response is malformed or has no single active root',
+      );
     const parsed = roots.Roots.map((r) => {
       const c = loadCert(r.RootCert);
       if (!c.ca) throw new MeshError('MESH_ERR_CA_CHAIN_INVALID', `root ${r.ID} is not a CA certificate`);

@@ -17,6 +17,10 @@ export interface VerifyOptions {
   skewMs?: number;
   /** When set, the leaf's SPIFFE ID must be in this trust domain. */
   trustDomain?: string;
+  /** When set, the leaf's SPIFFE ID must be of this kind ('service', 'server', 'mesh-gateway', ...). */
+  kind?: SpiffeId['kind'];
+  /** Accept a CA certificate as the first certificate (checking an intermediate). Default false. */
+  leafMayBeCa?: boolean;
 }
 
 export type ChainResult =
@@ -64,6 +68,8 @@ export function verifyChain(
   const leaf = presented[0];
   if (!leaf) return bad('MESH_ERR_CA_CHAIN_INVALID', 'no certificate presented');
   if (anchors.length === 0) return bad('MESH_ERR_CA_UNTRUSTED', 'no trusted roots');
+  if (leaf.ca && !opts.leafMayBeCa)
+    return bad('MESH_ERR_CA_CHAIN_INVALID', 'the presented certificate is a CA certificate, not a leaf');
   const pool = presented.slice(1);
 
   const issuedBy = (c: X509Certificate, issuer: X509Certificate): boolean => {
@@ -138,6 +144,14 @@ export function verifyChain(
     }
   }
   const spiffeId = spiffeIdOf(leaf);
+  if (opts.kind !== undefined) {
+    const id = spiffeId === undefined ? undefined : parseSpiffeId(spiffeId);
+    if (!id?.ok || id.value.kind !== opts.kind)
+      return bad(
+        'MESH_ERR_CA_IDENTITY_DENIED',
+        `leaf ${spiffeId ?? '(no SPIFFE ID)'} is not a ${opts.kind} identity`,
+      );
+  }
   if (opts.trustDomain !== undefined) {
     if (!spiffeId) return bad('MESH_ERR_CA_TRUST_DOMAIN', 'leaf has no SPIFFE ID');
     const id = parseSpiffeId(spiffeId);

@@ -123,7 +123,11 @@ test('refusals: foreign CA, expired, not yet valid, other trust domain — each 
   const { primary, secondary } = await pair();
   const bundle = primary.trustBundlePems();
   const leaf = await secondary.issueLeaf({ kind: 'service', service: 'api' });
-  const ok = verifyChain([leaf.CertPEM], bundle, { now: now(), trustDomain: TD });
+  const ok = verifyChain([leaf.CertPEM], bundle, { now: now(), trustDomain: TD, kind: 'service' });
+  t.like(verifyChain([leaf.CertPEM], bundle, { now: now(), kind: 'mesh-gateway' }), {
+    ok: false,
+    code: 'MESH_ERR_CA_IDENTITY_DENIED',
+  });
   t.true(ok.ok);
   if (ok.ok) t.is(ok.spiffeId, leaf.ServiceURI);
 
@@ -428,6 +432,20 @@ test('secondary: needsIntermediate before install, at half life, and after a pri
   await s.ca.start();
   t.true(s.ca.needsIntermediate());
   t.false(s.ca.ready());
+  // malformed roots from a peer are refused and change nothing
+  const good = p.ca.rootsResponse();
+  for (const bad of [
+    {},
+    null,
+    { ...good, Roots: [{ ...good.Roots[0]!, RootCert: 'x' }] },
+    { ...good, Roots: [{ ...good.Roots[0]!, Active: false }] },
+    { ...good, TrustDomain: 'Bad Domain' },
+    { ...good, Roots: [5] },
+  ]) {
+    const e = await t.throwsAsync(s.ca.applyPrimaryRoots(bad as never));
+    t.true(isMeshError(e, 'MESH_ERR_CA_CHAIN_INVALID'), String(e));
+  }
+  t.is(s.ca.trustDomain, '');
   t.true(
     isMeshError(
       await t.throwsAsync(s.ca.issueLeaf({ kind: 'service', service: 'web' })),
@@ -538,4 +556,76 @@ test('private keys never reach the logs, whatever the CA does', async (t) => {
   await t.throwsAsync(p.rotateRoot({ rootCertPem: p.trustBundlePems()[0]!, rootKeyPem: 'not a key' }));
   t.true(lines.length >= 3, 'lifecycle events were logged');
   t.false(lines.join('').includes('PRIVATE KEY'));
+});
+
+test('a CA certificate is not accepted as a leaf; an expired signing certificate signs nothing', async (t) => {
+  const clock = new ManualClock(Date.now());
+  const ttl = { leafTtlMs: 3600_000, intermediateTtlMs: 4 * 3600_000, rootTtlMs: 5 * 3600_000 };
+  const p = makeCa('dc1', ttl, clock);
+  const s = makeCa('dc2', ttl, clock);
+  await p.ca.start();
+  await s.ca.start();
+  await s.ca.applyPrimaryRoots(p.ca.rootsResponse());
+  const signed = await p.ca.signIntermediateCsr(await s.ca.createIntermediateCsr(), 'dc2');
+  await s.ca.installIntermediate(signed.certPem, signed.rootsResponse);
+  const bundle = p.ca.trustBundlePems();
+  t.like(verifyChain([bundle[0]!], bundle, { now: clock.now() }), {
+    ok: false,
+    code: 'MESH_ERR_CA_CHAIN_INVALID',
+  });
+  t.like(verifyChain([signed.certPem], bundle, { now: clock.now() }), {
+    ok: false,
+    code: 'MESH_ERR_CA_CHAIN_INVALID',
+  });
+  t.true(verifyChain([signed.certPem], bundle, { now: clock.now(), leafMayBeCa: true }).ok);
+
+  // near the end of the intermediate, leaves are capped at its expiry; past it, nothing is signed
+  clock.jumpWall(4 * 3600_000 - 30 * 60_000);
+  const late = await s.ca.issueLeaf({ kind: 'service', service: 'web' });
+  t.is(Date.parse(late.ValidBefore), Date.parse(new X509Certificate(signed.certPem).validTo));
+  clock.jumpWall(31 * 60_000);
+  t.true(
+    isMeshError(
+      await t.throwsAsync(s.ca.issueLeaf({ kind: 'service', service: 'web' })),
+      'MESH_ERR_CA_NO_INTERMEDIATE',
+    ),
+  );
+  t.true(s.ca.needsIntermediate());
+  clock.jumpWall(3600_000);
+  t.true(
+    isMeshError(
+      await t.throwsAsync(p.ca.issueLeaf({ kind: 'service', service: 'web' })),
+      'MESH_ERR_CA_NOT_INITIALIZED',
+    ),
+  );
+  // the fix is a rotation: refused without cross-signing (the old root expired) unless forced
+  t.true(isMeshError(await t.throwsAsync(p.ca.rotateRoot()), 'MESH_ERR_CA_ROTATION_REFUSED'));
+  await p.ca.rotateRoot({ force: true });
+  t.truthy(await p.ca.issueLeaf({ kind: 'service', service: 'web' }));
+});
+
+test('a restarted secondary keeps its intermediate and roots from its file and signs at once', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'dc2.json');
+  const { ca: primary } = makeCa('dc1');
+  await primary.start();
+  const mk = () =>
+    new CertificateAuthority(
+      { ...defaultCaOptions, datacenter: 'dc2', primaryDatacenter: 'dc1' },
+      { logger: silentLogger, clock: systemClock, storage: new FileCaStateStorage(path) },
+    );
+  const a = mk();
+  await a.start();
+  await a.applyPrimaryRoots(primary.rootsResponse());
+  const signed = await primary.signIntermediateCsr(await a.createIntermediateCsr(), 'dc2');
+  await a.installIntermediate(signed.certPem, signed.rootsResponse);
+  await a.close();
+  const b = mk();
+  await b.start();
+  t.true(b.ready());
+  t.false(b.needsIntermediate());
+  t.is(b.trustDomain, TD);
+  const leaf = await b.issueLeaf({ kind: 'service', service: 'web' });
+  t.true(verifyChain([leaf.CertPEM], primary.trustBundlePems(), { now: Date.now(), trustDomain: TD }).ok);
+  await b.close();
 });
