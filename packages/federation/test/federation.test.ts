@@ -10,7 +10,9 @@ import {
   MemoryReplicationStore,
   StaticMembership,
   channelMetrics,
+  certFingerprint,
   decodeJoinToken,
+  describeJoinToken,
   dialPeer,
   emptyHandlers,
   encodeJoinToken,
@@ -190,6 +192,14 @@ test('join tokens: single use, expiry, fingerprint pinning, garbage, and local d
   const dc2 = await makeDc(t, { name: 'dc2', primary: 'dc1', membership, baseDir: dir });
   const { token } = primary.fed.createJoinToken({ ttlMs: 60_000 });
   t.false(JSON.stringify(primary.tokens.list()).includes(decodeJoinToken(token).s), 'secret not stored');
+  const shown = describeJoinToken(token);
+  t.is(shown.primaryDatacenter, 'dc1');
+  t.is(shown.fingerprint, certFingerprint(primary.ca.rootsResponse().Roots[0]!.RootCert));
+  t.false(JSON.stringify(shown).includes(decodeJoinToken(token).s), 'describe never shows the secret');
+  t.false(
+    primary.logs.some((l) => l.includes(decodeJoinToken(token).s)),
+    'the secret is never logged',
+  );
   await dc2.fed.join(token);
   const dc3 = await makeDc(t, { name: 'dc3', primary: 'dc1', membership, baseDir: dir });
   const used = await t.throwsAsync(dc3.fed.join(token));
