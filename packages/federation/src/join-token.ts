@@ -54,6 +54,18 @@ export function decodeJoinToken(token: string): JoinTokenPayload {
   return o as JoinTokenPayload;
 }
 
+/** What a token says, without its secret: for `meshfed join` to show before dialling. */
+export function describeJoinToken(token: string): {
+  id: string;
+  primaryDatacenter: string;
+  addrs: string[];
+  fingerprint: string;
+  expiresAt: number;
+} {
+  const p = decodeJoinToken(token);
+  return { id: p.id, primaryDatacenter: p.dc, addrs: p.addrs, fingerprint: p.fp, expiresAt: p.exp };
+}
+
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }

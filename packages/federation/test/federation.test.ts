@@ -3,506 +3,393 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Registry, encodeFrame, isMeshError, silentLogger, systemClock } from '@meshfed/core';
-import { ManualClock, tempDir, waitFor } from '@meshfed/testkit';
+import { isMeshError, systemClock } from '@meshfed/core';
+import { tempDir, waitFor } from '@meshfed/testkit';
 import {
-  ChannelServer,
   MemoryReplicationStore,
   StaticMembership,
-  channelMetrics,
+  certFingerprint,
   decodeJoinToken,
-  dialPeer,
-  emptyHandlers,
+  describeJoinToken,
   encodeJoinToken,
-  defaultChannelOptions,
 } from '../src/index.js';
-import { makeDc, makeFederation, type Dc } from './fixtures/cluster.js';
-import { OpensslCa } from './fixtures/openssl-ca.js';
-import { SniGateway } from './fixtures/sni-gateway.js';
+import { converged, intention, makeDc, makeFederation, type Dc } from './fixtures/cluster.js';
+
+// A primary and secondaries in one process over real WebSocket/mTLS on 127.0.0.1, certificates
+// made by openssl: join, replication, resume, forwarding, CA, catalog export. Serial: each test
+// runs three DCs, and running them all at once on a shared 2-core machine starves them.
 
 const run = promisify(execFile);
 
-const intention = (src: string, dst: string, action = 'allow') => ({
-  SourceName: src,
-  DestinationName: dst,
-  Action: action,
-});
+test.serial(
+  'secondaries joined by token replicate intentions and config entries; hashes match; status and metrics say so',
+  async (t) => {
+    const dir = tempDir(t);
+    const { primary, secondaries } = await makeFederation(t, dir);
+    const [dc2, dc3] = secondaries as [Dc, Dc];
 
-async function converged(primary: Dc, secondaries: Dc[], what = 'replication'): Promise<void> {
-  const want = primary.store.contentHash(['intentions', 'config_entries']);
-  await waitFor(
-    () => secondaries.every((s) => s.store.contentHash(['intentions', 'config_entries']) === want),
-    {
-      timeoutMs: 15_000,
-      what,
-    },
-  );
-}
+    primary.store.put('intentions', 'web->db', intention('web', 'db'));
+    primary.store.put('config_entries', 'service-resolver/db', { Kind: 'service-resolver', Name: 'db' });
+    primary.store.put('intentions', 'api->db', intention('api', 'db', 'deny'));
+    primary.store.delete('intentions', 'api->db');
+    await converged(primary, secondaries);
+    t.deepEqual(dc2.store.get('intentions', 'web->db'), intention('web', 'db'));
+    t.deepEqual(dc3.store.keys('intentions'), ['web->db']);
+    t.deepEqual(dc3.store.get('config_entries', 'service-resolver/db'), {
+      Kind: 'service-resolver',
+      Name: 'db',
+    });
+    t.is(dc2.store.replicationCursor('dc1'), primary.store.currentIndex());
 
-test('secondaries joined by token replicate intentions and config entries; hashes match; status and metrics say so', async (t) => {
-  const dir = tempDir(t);
-  const { primary, secondaries } = await makeFederation(t, dir);
-  const [dc2, dc3] = secondaries as [Dc, Dc];
+    const hashes = await dc2.fed.checkHashes();
+    t.deepEqual(hashes, { intentions: true, config_entries: true });
+    const st = dc2.fed.status();
+    t.is(st.role, 'secondary');
+    const kind = st.kinds.find((k) => k.kind === 'intentions')!;
+    t.is(kind.lastAppliedIndex, primary.store.currentIndex());
+    t.is(kind.lastError, undefined);
+    t.true(kind.lagMs !== undefined && kind.lagMs >= 0);
+    const row1 = st.datacenters.find((d) => d.datacenter === 'dc1')!;
+    t.true(row1.reachable);
+    t.is(row1.role, 'primary');
+    const rendered = dc2.registry.render();
+    t.regex(rendered, /meshfed_federation_replication_applied_changes_total\{kind="intentions"\} [1-9]/);
+    t.regex(rendered, /meshfed_federation_replication_lag_seconds\{kind="intentions"\}/);
 
-  primary.store.put('intentions', 'web->db', intention('web', 'db'));
-  primary.store.put('config_entries', 'service-resolver/db', { Kind: 'service-resolver', Name: 'db' });
-  primary.store.put('intentions', 'api->db', intention('api', 'db', 'deny'));
-  primary.store.delete('intentions', 'api->db');
-  await converged(primary, secondaries);
-  t.deepEqual(dc2.store.get('intentions', 'web->db'), intention('web', 'db'));
-  t.deepEqual(dc3.store.keys('intentions'), ['web->db']);
-  t.deepEqual(dc3.store.get('config_entries', 'service-resolver/db'), {
-    Kind: 'service-resolver',
-    Name: 'db',
-  });
-  t.is(dc2.store.replicationCursor('dc1'), primary.store.currentIndex());
+    // The primary sees both secondaries' self-reported replication through the published states.
+    await waitFor(
+      () => {
+        const rows = primary.fed.status().datacenters;
+        return ['dc2', 'dc3'].every(
+          (d) => rows.find((r) => r.datacenter === d)?.replicationIndex === primary.store.currentIndex(),
+        );
+      },
+      { what: 'primary status shows secondaries caught up' },
+    );
+    // Both secondaries got intermediates signed by the primary over the channel, and their server
+    // certificates chain to the primary's root (openssl is the judge).
+    t.is(primary.ca.signedIntermediates, 2);
+    const bundle = join(dir, 'bundle.pem');
+    writeFileSync(bundle, primary.ca.bundle().join(''));
+    const m = dc3.material()!;
+    const [leaf, ...rest] = m.cert.split(/(?<=-----END CERTIFICATE-----\n?)/).filter((s) => s.trim());
+    writeFileSync(join(dir, 'leaf.pem'), leaf!);
+    writeFileSync(join(dir, 'chain.pem'), rest.join(''));
+    const v = await run('openssl', [
+      'verify',
+      '-CAfile',
+      bundle,
+      '-untrusted',
+      join(dir, 'chain.pem'),
+      join(dir, 'leaf.pem'),
+    ]);
+    t.regex(v.stdout, /OK/);
+  },
+);
 
-  const hashes = await dc2.fed.checkHashes();
-  t.deepEqual(hashes, { intentions: true, config_entries: true });
-  const st = dc2.fed.status();
-  t.is(st.role, 'secondary');
-  const kind = st.kinds.find((k) => k.kind === 'intentions')!;
-  t.is(kind.lastAppliedIndex, primary.store.currentIndex());
-  t.is(kind.lastError, undefined);
-  t.true(kind.lagMs !== undefined && kind.lagMs >= 0);
-  const row1 = st.datacenters.find((d) => d.datacenter === 'dc1')!;
-  t.true(row1.reachable);
-  t.is(row1.role, 'primary');
-  const rendered = dc2.registry.render();
-  t.regex(rendered, /meshfed_federation_replication_applied_changes_total\{kind="intentions"\} [1-9]/);
-  t.regex(rendered, /meshfed_federation_replication_lag_seconds\{kind="intentions"\}/);
-
-  // The primary sees both secondaries' self-reported replication through the published states.
-  await waitFor(
-    () => {
-      const rows = primary.fed.status().datacenters;
-      return ['dc2', 'dc3'].every(
-        (d) => rows.find((r) => r.datacenter === d)?.replicationIndex === primary.store.currentIndex(),
-      );
-    },
-    { what: 'primary status shows secondaries caught up' },
-  );
-  // Both secondaries got intermediates signed by the primary over the channel, and their server
-  // certificates chain to the primary's root (openssl is the judge).
-  t.is(primary.ca.signedIntermediates, 2);
-  const bundle = join(dir, 'bundle.pem');
-  writeFileSync(bundle, primary.ca.bundle().join(''));
-  const m = dc3.material()!;
-  const [leaf, ...rest] = m.cert.split(/(?<=-----END CERTIFICATE-----\n?)/).filter((s) => s.trim());
-  writeFileSync(join(dir, 'leaf.pem'), leaf!);
-  writeFileSync(join(dir, 'chain.pem'), rest.join(''));
-  const v = await run('openssl', [
-    'verify',
-    '-CAfile',
-    bundle,
-    '-untrusted',
-    join(dir, 'chain.pem'),
-    join(dir, 'leaf.pem'),
-  ]);
-  t.regex(v.stdout, /OK/);
-});
-
-test('a write sent to a secondary is forwarded to the primary, lands there and comes back by replication', async (t) => {
-  const { primary, secondaries } = await makeFederation(t, tempDir(t), ['dc2']);
-  const dc2 = secondaries[0]!;
-  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link to primary' });
-  const res = await dc2.fed.forwardWrite({
-    method: 'PUT',
-    path: '/v1/connect/intentions/exact',
-    query: { source: 'web', destination: 'db' },
-    body: intention('web', 'db'),
-    token: 'writer',
-  });
-  t.is(res.status, 200);
-  t.is(res.headers['x-consul-index'], String(primary.store.currentIndex()));
-  t.deepEqual(primary.store.get('intentions', 'web->db'), intention('web', 'db'));
-  await waitFor(() => dc2.store.get('intentions', 'web->db'), { what: 'forwarded write replicated back' });
-  // The primary's refusal comes back as the primary's answer; nothing is written anywhere.
-  const denied = await dc2.fed.forwardWrite({
-    method: 'PUT',
-    path: '/v1/connect/intentions/exact',
-    query: { source: 'a', destination: 'b' },
-    body: intention('a', 'b'),
-    token: 'reader',
-  });
-  t.is(denied.status, 403);
-  t.is(primary.store.get('intentions', 'a->b'), undefined);
-  // The primary unreachable: a clear error, not a local write.
-  await primary.fed.close();
-  await waitFor(() => !dc2.fed.peerFor('dc1'), { what: 'link down' });
-  const err = await t.throwsAsync(
-    dc2.fed.forwardWrite({
+test.serial(
+  'a write sent to a secondary is forwarded to the primary, lands there and comes back by replication',
+  async (t) => {
+    const { primary, secondaries } = await makeFederation(t, tempDir(t), ['dc2']);
+    const dc2 = secondaries[0]!;
+    await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link to primary' });
+    const res = await dc2.fed.forwardWrite({
       method: 'PUT',
       path: '/v1/connect/intentions/exact',
-      query: { source: 'x', destination: 'y' },
-    }),
-  );
-  t.true(isMeshError(err, 'MESH_ERR_FED_PRIMARY_UNREACHABLE'));
-  t.is(dc2.store.get('intentions', 'x->y'), undefined);
-});
-
-test('the channel cut mid-stream while writes continue: the secondary resumes from its cursor, nothing lost or applied twice', async (t) => {
-  const { primary, secondaries } = await makeFederation(t, tempDir(t), ['dc2']);
-  const dc2 = secondaries[0]!;
-  primary.store.put('config_entries', 'proxy-defaults/global', { Kind: 'proxy-defaults', Name: 'global' });
-  await waitFor(() => dc2.store.replicationCursor('dc1') === primary.store.currentIndex(), {
-    what: 'initial sync',
-  });
-  const applied = new Map<string, number>();
-  let snapshots = 0;
-  const orig = dc2.store.applyReplicated.bind(dc2.store);
-  dc2.store.applyReplicated = (source, upTo, changes, opts) => {
-    if (opts?.replaceAll) snapshots++;
-    for (const c of changes) if (c.op === 'put') applied.set(c.key, (applied.get(c.key) ?? 0) + 1);
-    orig(source, upTo, changes, opts);
-  };
-  const N = 600;
-  let cuts = 0;
-  for (let i = 0; i < N; i++) {
-    primary.store.put('intentions', `svc${i}->db`, intention(`svc${i}`, 'db'));
-    if (i % 10 === 9) await new Promise<void>((r) => setImmediate(r));
-    if (i === 150 || i === 400) {
-      dc2.fed.cutLink('dc1');
-      cuts++;
-    }
-  }
-  await converged(primary, [dc2], 'catch-up after cuts');
-  t.is(cuts, 2);
-  t.is(snapshots, 0, 'resumed from the cursor, no full resync');
-  t.is(applied.size, N, 'every write arrived');
-  t.true(
-    [...applied.values()].every((n) => n === 1),
-    'no write applied twice',
-  );
-  t.deepEqual(await dc2.fed.checkHashes(), { intentions: true, config_entries: true });
-  t.true(dc2.logs.some((l) => l.includes('federation link down')));
-});
-
-test('join tokens: single use, expiry, fingerprint pinning, garbage, and local data are refused with clear errors', async (t) => {
-  const dir = tempDir(t);
-  const membership = new StaticMembership();
-  let skew = 0;
-  const clock = { ...systemClock, now: () => Date.now() + skew };
-  const primary = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir, clock });
-  await primary.start();
-
-  // Used token.
-  const dc2 = await makeDc(t, { name: 'dc2', primary: 'dc1', membership, baseDir: dir });
-  const { token } = primary.fed.createJoinToken({ ttlMs: 60_000 });
-  t.false(JSON.stringify(primary.tokens.list()).includes(decodeJoinToken(token).s), 'secret not stored');
-  await dc2.fed.join(token);
-  const dc3 = await makeDc(t, { name: 'dc3', primary: 'dc1', membership, baseDir: dir });
-  const used = await t.throwsAsync(dc3.fed.join(token));
-  t.true(isMeshError(used, 'MESH_ERR_FED_TOKEN_USED'), String(used));
-  t.regex(used!.message, /already used by dc2/);
-
-  // Expired token.
-  const { token: short } = primary.fed.createJoinToken({ ttlMs: 1_000 });
-  skew = 5_000;
-  const expired = await t.throwsAsync(dc3.fed.join(short));
-  t.true(isMeshError(expired, 'MESH_ERR_FED_TOKEN_EXPIRED'), String(expired));
-  skew = 0;
-
-  // Wrong fingerprint: the secret is never sent (the token stays unused and still works after).
-  const { token: good } = primary.fed.createJoinToken({ ttlMs: 60_000 });
-  const wrong = encodeJoinToken({ ...decodeJoinToken(good), fp: 'ab'.repeat(32) });
-  const pin = await t.throwsAsync(dc3.fed.join(wrong));
-  t.true(isMeshError(pin, 'MESH_ERR_FED_PIN_MISMATCH'), String(pin));
-  t.is(primary.tokens.get(decodeJoinToken(good).id)!.usedAt, undefined);
-
-  // Garbage token.
-  const garbage = await t.throwsAsync(dc3.fed.join('not-a-token'));
-  t.true(isMeshError(garbage, 'MESH_ERR_FED_TOKEN_INVALID'));
-
-  // Local intentions would be lost: refused, listing them; with force it proceeds and replaces them.
-  dc3.store.put('intentions', 'local->only', intention('local', 'only'));
-  const conflict = await t.throwsAsync(dc3.fed.join(good));
-  t.true(isMeshError(conflict, 'MESH_ERR_FED_JOIN_CONFLICT'));
-  t.regex(conflict!.message, /intentions\/local->only/);
-  t.is(primary.tokens.get(decodeJoinToken(good).id)!.usedAt, undefined, 'refused before using the token');
-  primary.store.put('intentions', 'web->db', intention('web', 'db'));
-  const r = await dc3.fed.join(good, { force: true });
-  t.deepEqual(r.discarded, ['intentions/local->only']);
-  await dc3.start();
-  await waitFor(() => dc3.store.get('intentions', 'web->db'), { what: 'dc3 replicated after forced join' });
-  t.is(dc3.store.get('intentions', 'local->only'), undefined);
-});
-
-test('a server certificate from another CA is refused in both directions, counted, and the primary keeps serving', async (t) => {
-  const dir = tempDir(t);
-  const { primary, secondaries } = await makeFederation(t, dir, ['dc2']);
-  const dc2 = secondaries[0]!;
-  const foreign = await OpensslCa.primary(dir, 'dc9', 'aaaaaaaa-0000-0000-0000-000000000000.consul');
-  const foreignTls = await foreign.serverTls('evil');
-  const addr = primary.fed.status() && (await primary.fed.listen());
-  const reg = new Registry();
-  const deps = {
-    logger: silentLogger,
-    clock: systemClock,
-    metrics: channelMetrics(reg),
-    handlers: emptyHandlers(),
-  };
-  const opts = { ...defaultChannelOptions, datacenter: 'dc9', node: 'evil', domain: 'consul' };
-  // A foreign server dials the primary: its certificate does not chain to dc1's bundle.
-  // (It trusts dc1's bundle so the TLS handshake completes and the primary's refusal is observed.)
-  const e1 = await t.throwsAsync(
-    dialPeer(
-      { host: '127.0.0.1', port: addr.port, dc: 'dc1' },
-      { kind: 'mtls', material: { ...foreignTls, ca: primary.ca.bundle() } },
-      opts,
-      deps,
-    ),
-  );
-  t.true(isMeshError(e1, 'MESH_ERR_FED_PEER_REJECTED'), String(e1));
-  t.regex(
-    primary.registry.render(),
-    /meshfed_federation_peers_rejected_total\{reason="untrusted_certificate"\} 1/,
-  );
-  // dc2 dials a server presenting a foreign certificate: dc2 refuses it at the handshake.
-  const e2 = await t.throwsAsync(
-    dialPeer(
-      { host: '127.0.0.1', port: addr.port, dc: 'dc1' },
-      { kind: 'mtls', material: { ...dc2.material()!, ca: foreign.bundle() } },
-      { ...opts, datacenter: 'dc2' },
-      deps,
-    ),
-  );
-  t.true(isMeshError(e2, 'MESH_ERR_FED_PRIMARY_UNREACHABLE'), String(e2));
-  // The real dc2 link is unaffected.
-  primary.store.put('intentions', 'after->evil', intention('after', 'evil'));
-  await waitFor(() => dc2.store.get('intentions', 'after->evil'), { what: 'replication still flowing' });
-  t.pass();
-});
-
-test('garbage frames, unknown frame types and unknown methods are refused, logged, counted; only that peer is closed', async (t) => {
-  const dir = tempDir(t);
-  const { primary, secondaries } = await makeFederation(t, dir, ['dc2', 'dc3']);
-  const [dc2, dc3] = secondaries as [Dc, Dc];
-  const addr = await primary.fed.listen();
-  const deps = {
-    logger: silentLogger,
-    clock: systemClock,
-    metrics: channelMetrics(new Registry()),
-    handlers: emptyHandlers(),
-  };
-  const opts = { ...defaultChannelOptions, datacenter: 'dc2', node: 'probe', domain: 'consul' };
-  const dial = () =>
-    dialPeer(
-      { host: '127.0.0.1', port: addr.port, dc: 'dc1' },
-      { kind: 'mtls', material: dc2.material()! },
-      opts,
-      deps,
+      query: { source: 'web', destination: 'db' },
+      body: intention('web', 'db'),
+      token: 'writer',
+    });
+    t.is(res.status, 200);
+    t.is(res.headers['x-consul-index'], String(primary.store.currentIndex()));
+    t.deepEqual(primary.store.get('intentions', 'web->db'), intention('web', 'db'));
+    await waitFor(() => dc2.store.get('intentions', 'web->db'), { what: 'forwarded write replicated back' });
+    // The primary's refusal comes back as the primary's answer; nothing is written anywhere.
+    const denied = await dc2.fed.forwardWrite({
+      method: 'PUT',
+      path: '/v1/connect/intentions/exact',
+      query: { source: 'a', destination: 'b' },
+      body: intention('a', 'b'),
+      token: 'reader',
+    });
+    t.is(denied.status, 403);
+    t.is(primary.store.get('intentions', 'a->b'), undefined);
+    // The primary unreachable: a clear error, not a local write.
+    await primary.fed.close();
+    await waitFor(() => !dc2.fed.peerFor('dc1'), { what: 'link down' });
+    const err = await t.throwsAsync(
+      dc2.fed.forwardWrite({
+        method: 'PUT',
+        path: '/v1/connect/intentions/exact',
+        query: { source: 'x', destination: 'y' },
+      }),
     );
+    t.true(isMeshError(err, 'MESH_ERR_FED_PRIMARY_UNREACHABLE'));
+    t.is(dc2.store.get('intentions', 'x->y'), undefined);
+  },
+);
 
-  const p1 = await dial();
-  const closed1 = new Promise<string>((r) => p1.onClose(r));
-  p1.sendRaw(Buffer.from([0xc1, 0xff, 0x00, 0x13]));
-  t.regex(await closed1, /1008|closed/);
-  const p2 = await dial();
-  const closed2 = new Promise<string>((r) => p2.onClose(r));
-  p2.sendRaw(encodeFrame({ type: 'drop-tables', id: 1, body: null }));
-  await closed2;
-  const p3 = await dial();
-  const unknown = await t.throwsAsync(p3.request('replicate-everything-now', {}));
-  t.true(isMeshError(unknown, 'MESH_ERR_FED_UNKNOWN_MESSAGE'));
-  const badKind = await t.throwsAsync(p3.request('hash', { tables: ['acl_tokens'] }));
-  t.true(isMeshError(badKind, 'MESH_ERR_FED_UNKNOWN_MESSAGE'));
-  p3.close();
+test.serial(
+  'the channel cut mid-stream while writes continue: the secondary resumes from its cursor, nothing lost or applied twice',
+  async (t) => {
+    const { primary, secondaries } = await makeFederation(t, tempDir(t), ['dc2']);
+    const dc2 = secondaries[0]!;
+    primary.store.put('config_entries', 'proxy-defaults/global', { Kind: 'proxy-defaults', Name: 'global' });
+    await waitFor(() => dc2.store.replicationCursor('dc1') === primary.store.currentIndex(), {
+      what: 'initial sync',
+    });
+    const applied = new Map<string, number>();
+    let snapshots = 0;
+    const orig = dc2.store.applyReplicated.bind(dc2.store);
+    dc2.store.applyReplicated = (source, upTo, changes, opts) => {
+      if (opts?.replaceAll) snapshots++;
+      for (const c of changes) if (c.op === 'put') applied.set(c.key, (applied.get(c.key) ?? 0) + 1);
+      orig(source, upTo, changes, opts);
+    };
+    const N = 600;
+    let cuts = 0;
+    for (let i = 0; i < N; i++) {
+      primary.store.put('intentions', `svc${i}->db`, intention(`svc${i}`, 'db'));
+      if (i % 10 === 9) await new Promise<void>((r) => setImmediate(r));
+      if (i === 150 || i === 400) {
+        dc2.fed.cutLink('dc1');
+        cuts++;
+      }
+    }
+    await converged(primary, [dc2], 'catch-up after cuts');
+    t.is(cuts, 2);
+    t.is(snapshots, 0, 'resumed from the cursor, no full resync');
+    t.is(applied.size, N, 'every write arrived');
+    t.true(
+      [...applied.values()].every((n) => n === 1),
+      'no write applied twice',
+    );
+    t.deepEqual(await dc2.fed.checkHashes(), { intentions: true, config_entries: true });
+    t.true(dc2.logs.some((l) => l.includes('federation link down')));
+  },
+);
 
-  const metrics = primary.registry.render();
-  t.regex(metrics, /meshfed_federation_frames_rejected_total\{reason="decode"\} 1/);
-  t.regex(metrics, /meshfed_federation_frames_rejected_total\{reason="unknown_type"\} 1/);
-  t.regex(metrics, /meshfed_federation_frames_rejected_total\{reason="unknown_method"\} 1/);
-  t.true(primary.logs.some((l) => l.includes('bad frame') && l.includes('"reason":"decode"')));
-  t.false(
-    primary.logs.some((l) => /"level":(30|40|50)/.test(l) && l.includes('drop-tables')),
-    'raw input not logged above debug',
-  );
-  // Nothing applied, and the other DCs' links still work.
-  primary.store.put('intentions', 'still->ok', intention('still', 'ok'));
-  await converged(primary, [dc2, dc3], 'replication after bad peers');
-  t.is(primary.store.keys('intentions').length, 1);
-});
+test.serial(
+  'join tokens: single use, expiry, fingerprint pinning, garbage, and local data are refused with clear errors',
+  async (t) => {
+    const dir = tempDir(t);
+    const membership = new StaticMembership();
+    let skew = 0;
+    const clock = { ...systemClock, now: () => Date.now() + skew };
+    const primary = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir, clock });
+    await primary.start();
 
-test('catalog export flows between secondaries while the primary is down; stale and withdrawn DCs are marked', async (t) => {
-  const { primary, secondaries, membership } = await makeFederation(t, tempDir(t));
-  const [dc2, dc3] = secondaries as [Dc, Dc];
-  await waitFor(() => dc3.fed.federationStates().some((s) => s.datacenter === 'dc2'), {
-    what: 'dc3 sees dc2',
-  });
-  await waitFor(() => primary.fed.federationStates().length === 3, { what: 'primary sees all' });
-  await primary.fed.close();
-  await waitFor(
-    () => dc3.fed.status().datacenters.find((d) => d.datacenter === 'dc1')?.downForMs !== undefined,
-    {
-      what: 'dc3 says for how long the primary has been unreachable',
-    },
-  );
-  membership.setStatus('dc1', 'failed');
-  dc2.export = {
-    services: [...dc2.export.services, { name: 'payments', healthy: 2, total: 3, protocol: 'grpc' }],
-    meshGateways: dc2.export.meshGateways,
-  };
-  dc2.fed.notifyLocalChange();
-  await waitFor(
-    () =>
-      dc3.fed
-        .federationStates()
-        .find((s) => s.datacenter === 'dc2')
-        ?.services.some((s) => s.name === 'payments'),
-    { what: 'dc3 sees the new dc2 service with the primary down' },
-  );
-  const st = dc3.fed.federationStates().find((s) => s.datacenter === 'dc2')!;
-  t.false(st.stale);
-  t.deepEqual(
-    st.services.find((s) => s.name === 'payments'),
-    { name: 'payments', healthy: 2, total: 3, protocol: 'grpc' },
-  );
-  // The failed primary's state is withdrawn from the view; status says it is unreachable.
-  t.false(dc3.fed.federationStates().some((s) => s.datacenter === 'dc1'));
-  const row = dc3.fed.status().datacenters.find((d) => d.datacenter === 'dc1')!;
-  t.false(row.reachable);
-  t.is(row.gossip, 'failed');
-  const gws = dc3.fed.meshGatewaysByDc() as Record<
-    string,
-    { Service: { Port: number }; Checks: { Status: string }[] }[]
-  >;
-  t.deepEqual(Object.keys(gws).sort(), ['dc2', 'dc3']);
-  t.is(gws['dc2']![0]!.Checks[0]!.Status, 'passing');
-  // dc2 goes silent (its link dies and stays dead): dc3 marks its state stale.
-  await dc2.fed.close();
-  await waitFor(() => dc3.fed.federationStates().find((s) => s.datacenter === 'dc2')?.stale, {
-    what: 'dc2 stale in dc3',
-  });
-  t.pass();
-});
+    // Used token.
+    const dc2 = await makeDc(t, { name: 'dc2', primary: 'dc1', membership, baseDir: dir });
+    const { token } = primary.fed.createJoinToken({ ttlMs: 60_000 });
+    t.false(JSON.stringify(primary.tokens.list()).includes(decodeJoinToken(token).s), 'secret not stored');
+    const shown = describeJoinToken(token);
+    t.is(shown.primaryDatacenter, 'dc1');
+    t.is(shown.fingerprint, certFingerprint(primary.ca.rootsResponse().Roots[0]!.RootCert));
+    t.false(JSON.stringify(shown).includes(decodeJoinToken(token).s), 'describe never shows the secret');
+    t.false(
+      primary.logs.some((l) => l.includes(decodeJoinToken(token).s)),
+      'the secret is never logged',
+    );
+    await dc2.fed.join(token);
+    const dc3 = await makeDc(t, { name: 'dc3', primary: 'dc1', membership, baseDir: dir });
+    const used = await t.throwsAsync(dc3.fed.join(token));
+    t.true(isMeshError(used, 'MESH_ERR_FED_TOKEN_USED'), String(used));
+    t.regex(used!.message, /already used by dc2/);
 
-test('a root rotation in the primary reaches the secondary, which gets a new intermediate under the new root', async (t) => {
-  const dir = tempDir(t);
-  const { primary, secondaries } = await makeFederation(t, dir, ['dc2']);
-  const dc2 = secondaries[0]!;
-  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link' });
-  const before = dc2.ca.intermediate!.cert;
-  await primary.ca.rotateRoot();
-  await waitFor(() => dc2.ca.intermediate!.cert !== before && !dc2.ca.needsIntermediate(), {
-    what: 'new intermediate',
-  });
-  const roots = dc2.ca.rootsResponse();
-  t.is(roots.Roots.length, 2, 'bundle carries old and new roots');
-  t.is(roots.ActiveRootID, primary.ca.rootsResponse().ActiveRootID);
-  t.is(primary.ca.signedIntermediates, 2);
-  // Links keep working with the new certificates.
-  primary.store.put('intentions', 'post->rotation', intention('post', 'rotation'));
-  await waitFor(() => dc2.store.get('intentions', 'post->rotation'), { what: 'replication after rotation' });
-  t.pass();
-});
+    // Expired token.
+    const { token: short } = primary.fed.createJoinToken({ ttlMs: 1_000 });
+    skew = 5_000;
+    const expired = await t.throwsAsync(dc3.fed.join(short));
+    t.true(isMeshError(expired, 'MESH_ERR_FED_TOKEN_EXPIRED'), String(expired));
+    skew = 0;
 
-test('a secondary reaches the primary through a mesh gateway that routes by SNI <node>.server.<dc>.<domain>', async (t) => {
-  const dir = tempDir(t);
-  const membership = new StaticMembership();
-  const primary = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir });
-  await primary.start();
-  const port = (await primary.fed.listen()).port;
-  const gw = new SniGateway(
-    new Map([
-      ['server.dc1.consul', port],
-      ['s-dc1.server.dc1.consul', port],
-    ]),
-  );
-  const gwPort = await gw.listen();
-  t.teardown(() => gw.close());
-  const dc2 = await makeDc(t, {
-    name: 'dc2',
-    primary: 'dc1',
-    membership,
-    baseDir: dir,
-    options: { gateways: { dc1: [`127.0.0.1:${gwPort}`] } },
-  });
-  await dc2.fed.join(primary.fed.createJoinToken({ ttlMs: 60_000 }).token, {
-    address: `127.0.0.1:${gwPort}`,
-  });
-  await dc2.start();
-  primary.store.put('intentions', 'via->gateway', intention('via', 'gateway'));
-  await waitFor(() => dc2.store.get('intentions', 'via->gateway'), {
-    what: 'replication through the gateway',
-  });
-  t.true(gw.routed.includes('server.dc1.consul'), 'join dialled by the DC-wide server name');
-  t.true(gw.routed.includes('s-dc1.server.dc1.consul'), 'the link named the primary node by SNI');
-});
+    // Wrong fingerprint: the secret is never sent (the token stays unused and still works after).
+    const { token: good } = primary.fed.createJoinToken({ ttlMs: 60_000 });
+    const wrong = encodeJoinToken({ ...decodeJoinToken(good), fp: 'ab'.repeat(32) });
+    const pin = await t.throwsAsync(dc3.fed.join(wrong));
+    t.true(isMeshError(pin, 'MESH_ERR_FED_PIN_MISMATCH'), String(pin));
+    t.is(primary.tokens.get(decodeJoinToken(good).id)!.usedAt, undefined);
 
-test('a secondary whose cursor fell out of the primary history gets a full resync, and ends equal', async (t) => {
-  const dir = tempDir(t);
-  const membership = new StaticMembership();
-  // A primary that keeps only 50 changes of history.
-  const store = new MemoryReplicationStore({ historyLimit: 50 });
-  const primary2 = await makeDc(t, {
-    name: 'dc1',
-    primary: 'dc1',
-    membership,
-    baseDir: dir,
-    store,
-    options: { snapshotChunkRows: 64 },
-  });
-  await primary2.start();
-  const dc2 = await makeDc(t, { name: 'dc2', primary: 'dc1', membership, baseDir: dir });
-  await dc2.fed.join(primary2.fed.createJoinToken({ ttlMs: 60_000 }).token);
-  await dc2.start();
-  primary2.store.put('intentions', 'a->b', intention('a', 'b'));
-  await waitFor(() => dc2.store.get('intentions', 'a->b'), { what: 'first sync' });
-  let snapshots = 0;
-  const orig = dc2.store.applyReplicated.bind(dc2.store);
-  dc2.store.applyReplicated = (s, i, c, o) => {
-    if (o?.replaceAll) snapshots++;
-    orig(s, i, c, o);
-  };
-  // Stop dc2's federation, write far more than the history holds, delete a->b, then restart dc2.
-  await dc2.fed.close();
-  for (let i = 0; i < 200; i++) primary2.store.put('intentions', `k${i}->db`, intention(`k${i}`, 'db'));
-  primary2.store.delete('intentions', 'a->b');
-  const dc2b = await makeDc(t, {
-    name: 'dc2',
-    primary: 'dc1',
-    membership,
-    baseDir: dir,
-    ca: dc2.ca,
-    store: dc2.store,
-  });
-  await dc2b.start();
-  await converged(primary2, [dc2b], 'resync');
-  t.is(snapshots, 1);
-  t.is(
-    dc2b.store.get('intentions', 'a->b'),
-    undefined,
-    'a delete missed during the outage is not resurrected',
-  );
-  t.is(dc2b.store.keys('intentions').length, 200);
-});
+    // Garbage token.
+    const garbage = await t.throwsAsync(dc3.fed.join('not-a-token'));
+    t.true(isMeshError(garbage, 'MESH_ERR_FED_TOKEN_INVALID'));
 
-test('an intermediate past half life is renewed over the channel; a secondary whose content drifted reports it', async (t) => {
-  const { primary, secondaries } = await makeFederation(t, tempDir(t), ['dc2']);
-  const dc2 = secondaries[0]!;
-  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link' });
-  t.is(primary.ca.signedIntermediates, 1);
-  dc2.ca.pastHalfLife = true;
-  await dc2.fed.renewIntermediate();
-  t.is(primary.ca.signedIntermediates, 2);
-  t.false(dc2.ca.needsIntermediate());
+    // Local intentions would be lost: refused, listing them; with force it proceeds and replaces them.
+    dc3.store.put('intentions', 'local->only', intention('local', 'only'));
+    const conflict = await t.throwsAsync(dc3.fed.join(good));
+    t.true(isMeshError(conflict, 'MESH_ERR_FED_JOIN_CONFLICT'));
+    t.regex(conflict!.message, /intentions\/local->only/);
+    t.is(primary.tokens.get(decodeJoinToken(good).id)!.usedAt, undefined, 'refused before using the token');
+    primary.store.put('intentions', 'web->db', intention('web', 'db'));
+    const r = await dc3.fed.join(good, { force: true });
+    t.deepEqual(r.discarded, ['intentions/local->only']);
+    await dc3.start();
+    await waitFor(() => dc3.store.get('intentions', 'web->db'), { what: 'dc3 replicated after forced join' });
+    t.is(dc3.store.get('intentions', 'local->only'), undefined);
+  },
+);
 
-  primary.store.put('intentions', 'web->db', intention('web', 'db'));
-  await converged(primary, [dc2]);
-  t.deepEqual(await dc2.fed.checkHashes(), { intentions: true, config_entries: true });
-  // Someone wrote into the secondary's replicated table behind replication's back.
-  dc2.store.put('intentions', 'rogue->db', intention('rogue', 'db'));
-  const h = await dc2.fed.checkHashes();
-  t.false(h['intentions']);
-  t.true(h['config_entries']);
-  const row = dc2.fed.status().datacenters.find((d) => d.datacenter === 'dc2')!;
-  t.false(row.hashesEqual);
-  t.regex(row.lastError ?? '', /content hash differs/);
-  t.regex(dc2.registry.render(), /meshfed_federation_errors_total\{reason="hash_mismatch"\} 1/);
-});
+test.serial(
+  'catalog export flows between secondaries while the primary is down; stale and withdrawn DCs are marked',
+  async (t) => {
+    const { primary, secondaries, membership } = await makeFederation(t, tempDir(t));
+    const [dc2, dc3] = secondaries as [Dc, Dc];
+    await waitFor(() => dc3.fed.federationStates().some((s) => s.datacenter === 'dc2'), {
+      what: 'dc3 sees dc2',
+    });
+    await waitFor(() => primary.fed.federationStates().length === 3, { what: 'primary sees all' });
+    await primary.fed.close();
+    await waitFor(
+      () => dc3.fed.status().datacenters.find((d) => d.datacenter === 'dc1')?.downForMs !== undefined,
+      {
+        what: 'dc3 says for how long the primary has been unreachable',
+      },
+    );
+    membership.setStatus('dc1', 'failed');
+    dc2.export = {
+      services: [...dc2.export.services, { name: 'payments', healthy: 2, total: 3, protocol: 'grpc' }],
+      meshGateways: dc2.export.meshGateways,
+    };
+    dc2.fed.notifyLocalChange();
+    await waitFor(
+      () =>
+        dc3.fed
+          .federationStates()
+          .find((s) => s.datacenter === 'dc2')
+          ?.services.some((s) => s.name === 'payments'),
+      { what: 'dc3 sees the new dc2 service with the primary down' },
+    );
+    const st = dc3.fed.federationStates().find((s) => s.datacenter === 'dc2')!;
+    t.false(st.stale);
+    t.deepEqual(
+      st.services.find((s) => s.name === 'payments'),
+      { name: 'payments', healthy: 2, total: 3, protocol: 'grpc' },
+    );
+    // The failed primary's state is withdrawn from the view; status says it is unreachable.
+    t.false(dc3.fed.federationStates().some((s) => s.datacenter === 'dc1'));
+    const row = dc3.fed.status().datacenters.find((d) => d.datacenter === 'dc1')!;
+    t.false(row.reachable);
+    t.is(row.gossip, 'failed');
+    const gws = dc3.fed.meshGatewaysByDc() as Record<
+      string,
+      { Service: { Port: number }; Checks: { Status: string }[] }[]
+    >;
+    t.deepEqual(Object.keys(gws).sort(), ['dc2', 'dc3']);
+    t.is(gws['dc2']![0]!.Checks[0]!.Status, 'passing');
+    // dc2 goes silent (its link dies and stays dead): dc3 marks its state stale.
+    await dc2.fed.close();
+    await waitFor(() => dc3.fed.federationStates().find((s) => s.datacenter === 'dc2')?.stale, {
+      what: 'dc2 stale in dc3',
+    });
+    t.pass();
+  },
+);
 
-test('the periodic check renews an intermediate that is due without being asked', async (t) => {
+test.serial(
+  'a root rotation in the primary reaches the secondary, which gets a new intermediate under the new root',
+  async (t) => {
+    const dir = tempDir(t);
+    const { primary, secondaries } = await makeFederation(t, dir, ['dc2']);
+    const dc2 = secondaries[0]!;
+    await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link' });
+    const before = dc2.ca.intermediate!.cert;
+    await primary.ca.rotateRoot();
+    await waitFor(() => dc2.ca.intermediate!.cert !== before && !dc2.ca.needsIntermediate(), {
+      what: 'new intermediate',
+    });
+    const roots = dc2.ca.rootsResponse();
+    t.is(roots.Roots.length, 2, 'bundle carries old and new roots');
+    t.is(roots.ActiveRootID, primary.ca.rootsResponse().ActiveRootID);
+    t.is(primary.ca.signedIntermediates, 2);
+    // Links keep working with the new certificates.
+    primary.store.put('intentions', 'post->rotation', intention('post', 'rotation'));
+    await waitFor(() => dc2.store.get('intentions', 'post->rotation'), {
+      what: 'replication after rotation',
+    });
+    t.pass();
+  },
+);
+
+test.serial(
+  'a secondary whose cursor fell out of the primary history gets a full resync, and ends equal',
+  async (t) => {
+    const dir = tempDir(t);
+    const membership = new StaticMembership();
+    // A primary that keeps only 50 changes of history.
+    const store = new MemoryReplicationStore({ historyLimit: 50 });
+    const primary2 = await makeDc(t, {
+      name: 'dc1',
+      primary: 'dc1',
+      membership,
+      baseDir: dir,
+      store,
+      options: { snapshotChunkRows: 64 },
+    });
+    await primary2.start();
+    const dc2 = await makeDc(t, { name: 'dc2', primary: 'dc1', membership, baseDir: dir });
+    await dc2.fed.join(primary2.fed.createJoinToken({ ttlMs: 60_000 }).token);
+    await dc2.start();
+    primary2.store.put('intentions', 'a->b', intention('a', 'b'));
+    await waitFor(() => dc2.store.get('intentions', 'a->b'), { what: 'first sync' });
+    let snapshots = 0;
+    const orig = dc2.store.applyReplicated.bind(dc2.store);
+    dc2.store.applyReplicated = (s, i, c, o) => {
+      if (o?.replaceAll) snapshots++;
+      orig(s, i, c, o);
+    };
+    // Stop dc2's federation, write far more than the history holds, delete a->b, then restart dc2.
+    await dc2.fed.close();
+    for (let i = 0; i < 200; i++) primary2.store.put('intentions', `k${i}->db`, intention(`k${i}`, 'db'));
+    primary2.store.delete('intentions', 'a->b');
+    const dc2b = await makeDc(t, {
+      name: 'dc2',
+      primary: 'dc1',
+      membership,
+      baseDir: dir,
+      ca: dc2.ca,
+      store: dc2.store,
+    });
+    await dc2b.start();
+    await converged(primary2, [dc2b], 'resync');
+    t.is(snapshots, 1);
+    t.is(
+      dc2b.store.get('intentions', 'a->b'),
+      undefined,
+      'a delete missed during the outage is not resurrected',
+    );
+    t.is(dc2b.store.keys('intentions').length, 200);
+  },
+);
+
+test.serial(
+  'an intermediate past half life is renewed over the channel; a secondary whose content drifted reports it',
+  async (t) => {
+    const { primary, secondaries } = await makeFederation(t, tempDir(t), ['dc2']);
+    const dc2 = secondaries[0]!;
+    await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link' });
+    t.is(primary.ca.signedIntermediates, 1);
+    dc2.ca.pastHalfLife = true;
+    await dc2.fed.renewIntermediate();
+    t.is(primary.ca.signedIntermediates, 2);
+    t.false(dc2.ca.needsIntermediate());
+
+    primary.store.put('intentions', 'web->db', intention('web', 'db'));
+    await converged(primary, [dc2]);
+    t.deepEqual(await dc2.fed.checkHashes(), { intentions: true, config_entries: true });
+    // Someone wrote into the secondary's replicated table behind replication's back.
+    dc2.store.put('intentions', 'rogue->db', intention('rogue', 'db'));
+    const h = await dc2.fed.checkHashes();
+    t.false(h['intentions']);
+    t.true(h['config_entries']);
+    const row = dc2.fed.status().datacenters.find((d) => d.datacenter === 'dc2')!;
+    t.false(row.hashesEqual);
+    t.regex(row.lastError ?? '', /content hash differs/);
+    t.regex(dc2.registry.render(), /meshfed_federation_errors_total\{reason="hash_mismatch"\} 1/);
+  },
+);
+
+test.serial('the periodic check renews an intermediate that is due without being asked', async (t) => {
   const dir = tempDir(t);
   const membership = new StaticMembership();
   const primary = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir });
@@ -521,143 +408,4 @@ test('the periodic check renews an intermediate that is due without being asked'
   dc2.ca.pastHalfLife = true;
   await waitFor(() => dc2.ca.intermediate!.cert !== before, { what: 'renewed intermediate' });
   t.is(primary.ca.signedIntermediates, 2);
-});
-
-test('bad replication batches (foreign table, gap, garbage) from a primary are refused and nothing is applied', async (t) => {
-  const { primary, secondaries, membership } = await makeFederation(t, tempDir(t), ['dc2']);
-  const dc2 = secondaries[0]!;
-  primary.store.put('intentions', 'web->db', intention('web', 'db'));
-  await converged(primary, [dc2]);
-  const hashBefore = dc2.store.contentHash(['intentions', 'config_entries']);
-  const cursorBefore = dc2.store.replicationCursor('dc1');
-  // The real primary goes away; a misbehaving server with a valid dc1 certificate takes its place.
-  const material = primary.material()!;
-  await primary.fed.close();
-  const bad = [
-    (c: number) => ({
-      kind: 'changes',
-      prev: c,
-      index: c + 1,
-      committedAt: 0,
-      changes: [{ index: c + 1, table: 'acl_tokens', key: 'root', op: 'put', value: {} }],
-    }),
-    (c: number) => ({
-      kind: 'changes',
-      prev: c + 5,
-      index: c + 9,
-      committedAt: 0,
-      changes: [{ index: c + 9, table: 'intentions', key: 'gap->x', op: 'put', value: {} }],
-    }),
-    () => 'not a batch',
-    (c: number) => ({ kind: 'merge-everything', prev: c, index: c + 1, committedAt: 0, changes: [] }),
-  ];
-  let subscriptions = 0;
-  const h = emptyHandlers();
-  h.requests.set('state.publish', () => null);
-  h.streams.set(
-    'roots',
-    (_p, _peer, sink) => new Promise<void>((r) => sink.signal.addEventListener('abort', () => r())),
-  );
-  h.streams.set('replicate', async (p, _peer, sink) => {
-    const cursor = (p as { cursor: number }).cursor;
-    await sink.push(bad[subscriptions++ % bad.length]!(cursor));
-    await new Promise<void>((r) => sink.signal.addEventListener('abort', () => r()));
-  });
-  const rogue = new ChannelServer(
-    {
-      ...defaultChannelOptions,
-      datacenter: 'dc1',
-      node: 's-dc1',
-      host: '127.0.0.1',
-      port: 0,
-      allowJoin: false,
-    },
-    {
-      logger: silentLogger,
-      clock: systemClock,
-      metrics: channelMetrics(new Registry()),
-      handlers: h,
-      tlsMaterial: () => material,
-    },
-  );
-  const { port } = await rogue.listen();
-  t.teardown(() => rogue.close());
-  membership.upsert({ name: 's-dc1', dc: 'dc1', fedAddr: `127.0.0.1:${port}`, status: 'alive' });
-  await waitFor(() => subscriptions >= 5, {
-    what: 'dc2 refused every bad batch and reconnected',
-    timeoutMs: 20_000,
-  });
-  t.is(dc2.store.contentHash(['intentions', 'config_entries']), hashBefore, 'nothing applied');
-  t.is(dc2.store.replicationCursor('dc1'), cursorBefore);
-  t.is(dc2.store.get('intentions', 'gap->x'), undefined);
-  const m = /meshfed_federation_errors_total\{reason="replication_batch"\} (\d+)/.exec(dc2.registry.render());
-  t.true(Number(m?.[1]) >= 4);
-  t.regex(dc2.fed.status().kinds[0]!.lastError ?? '', /replication batch rejected/);
-  t.true(dc2.logs.some((l) => l.includes('federation stream failed; reconnecting the link')));
-});
-
-test('a malformed federation state from a peer is refused and does not reach the view', async (t) => {
-  const { primary, secondaries } = await makeFederation(t, tempDir(t), ['dc2']);
-  const dc2 = secondaries[0]!;
-  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'link' });
-  const peer = dc2.fed.peerFor('dc1')!;
-  const e1 = await t.throwsAsync(
-    peer.request('state.publish', {
-      dc: 'dc2',
-      updatedAt: Date.now(),
-      export: {
-        services: [],
-        meshGateways: [{ node: 'n', service: 'gw', healthy: true, wanAddress: 'nonsense' }],
-      },
-    }),
-  );
-  t.true(isMeshError(e1, 'MESH_ERR_API_BAD_REQUEST'));
-  t.regex(e1!.message, /wanAddress/);
-  const e2 = await t.throwsAsync(
-    peer.request('state.publish', {
-      dc: 'dc3',
-      updatedAt: Date.now(),
-      export: { services: [], meshGateways: [] },
-    }),
-  );
-  t.true(isMeshError(e2, 'MESH_ERR_FED_PEER_REJECTED'), 'a DC may not publish for another');
-  t.false(primary.fed.federationStates().some((s) => s.datacenter === 'dc3'));
-  t.notThrows(() => primary.fed.meshGatewaysByDc());
-});
-
-test('reconnects wait a jittered, growing backoff on the injected clock', async (t) => {
-  const dir = tempDir(t);
-  const membership = new StaticMembership();
-  const primary = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir });
-  await primary.start();
-  const clock = new ManualClock(Date.now());
-  const dc2 = await makeDc(t, {
-    name: 'dc2',
-    primary: 'dc1',
-    membership,
-    baseDir: dir,
-    clock,
-    options: { reconnectMinMs: 1_000, reconnectMaxMs: 60_000 },
-  });
-  await dc2.fed.join(primary.fed.createJoinToken({ ttlMs: 60_000 }).token);
-  await dc2.start();
-  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'first link (dialled at once)' });
-  // Attempt 0 waits [500, 1000) ms; a link that dies young does not reset the attempt count.
-  dc2.fed.cutLink('dc1');
-  await waitFor(() => !dc2.fed.peerFor('dc1'), { what: 'link down' });
-  await new Promise((r) => setTimeout(r, 100)); // a wrong immediate redial would show here
-  t.falsy(dc2.fed.peerFor('dc1'));
-  clock.advance(499);
-  await new Promise((r) => setTimeout(r, 100));
-  t.falsy(dc2.fed.peerFor('dc1'), 'not before the lower bound of the jitter');
-  clock.advance(501);
-  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'redial after backoff 0' });
-  // Attempt 1 waits [1000, 2000) ms.
-  dc2.fed.cutLink('dc1');
-  await waitFor(() => !dc2.fed.peerFor('dc1'), { what: 'link down again' });
-  clock.advance(999);
-  await new Promise((r) => setTimeout(r, 100));
-  t.falsy(dc2.fed.peerFor('dc1'), 'the second backoff is longer');
-  clock.advance(1_001);
-  await waitFor(() => dc2.fed.peerFor('dc1'), { what: 'redial after backoff 1' });
 });
