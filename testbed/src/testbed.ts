@@ -292,7 +292,9 @@ export class Testbed {
         [meshfedBin, ...args],
         { timeout: timeoutMs, maxBuffer: 16 << 20 },
         (err, stdout, stderr) => {
-          if (err) reject(new Error(`meshfed ${args.join(' ')} failed: ${stderr || err.message}`));
+          // join tokens are secrets: never in an error message
+          const shown = args.map((a, i) => (args[i - 1] === '--token' ? '<token>' : a)).join(' ');
+          if (err) reject(new Error(`meshfed ${shown} failed: ${stderr || err.message}`));
           else resolvePromise(stdout);
         },
       );

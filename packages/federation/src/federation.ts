@@ -729,6 +729,22 @@ export class Federation {
     return peer.request<ForwardedResponse>('forward', req);
   }
 
+  /**
+   * Send an API request to another DC (`?dc=` reads; writes of replicated kinds go through
+   * forwardWrite): the remote server answers as if the caller had asked it directly.
+   */
+  async forwardTo(dc: string, req: ForwardedRequest): Promise<ForwardedResponse> {
+    const peer =
+      this.peerFor(dc) ??
+      this.server?.connectedPeers().find((p) => p.info.dc === dc && p.info.authenticated && !p.closed);
+    if (!peer)
+      throw new MeshError(
+        'MESH_ERR_FED_DC_UNKNOWN',
+        `no channel to datacenter ${dc}; is it up and federated?`,
+      );
+    return peer.request<ForwardedResponse>('forward', req);
+  }
+
   // --- federated CA --------------------------------------------------------------------------
 
   private maybeRenewIntermediate(): void {
@@ -852,7 +868,9 @@ export class Federation {
         const id = serverIdentityOf({ subjectaltname: leaf.subjectAltName ?? '' }, this.options.domain);
         if (id?.dc !== t.dc)
           throw new MeshError('MESH_ERR_FED_PIN_MISMATCH', `${addr} is not a server of ${t.dc}`);
-        // Only now, talking to the pinned primary, does the secret leave this process.
+        // Only now, talking to the pinned primary, does the secret leave this process. The CA
+        // learns the trust domain and roots first: its CSR names them.
+        await this.deps.ca.applyPrimaryRoots(roots);
         const csr = await this.deps.ca.createIntermediateCsr();
         const r = await peer.request<{ certPem: string; roots: CaRootsResponse; states: PublishedState[] }>(
           'join',
@@ -1092,16 +1110,18 @@ export class Federation {
         return { index: this.deps.store.currentIndex(), hashes, comparable };
       }),
     );
-    h.requests.set('forward', (params) =>
-      primaryOnly(async () => {
-        const r = params as ForwardedRequest | null;
-        if (!r || typeof r.method !== 'string' || typeof r.path !== 'string' || !r.path.startsWith('/v1/'))
-          throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'malformed forwarded request');
+    h.requests.set('forward', (params) => {
+      const r = params as ForwardedRequest | null;
+      if (!r || typeof r.method !== 'string' || typeof r.path !== 'string' || !r.path.startsWith('/v1/'))
+        throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'malformed forwarded request');
+      // Reads may be asked of any DC; writes only of the primary (the owner of replicated kinds).
+      const serve = r.method === 'GET' ? <T>(fn: () => T): T => fn() : primaryOnly;
+      return serve(async () => {
         if (!this.deps.forwardHandler)
-          throw new MeshError('MESH_ERR_INTERNAL', 'this primary does not accept forwarded writes');
+          throw new MeshError('MESH_ERR_INTERNAL', 'this server does not accept forwarded requests');
         return this.deps.forwardHandler(r);
-      }),
-    );
+      });
+    });
     h.requests.set('ca.sign-intermediate', (params, peer) =>
       primaryOnly(async () => {
         const csr = (params as { csr?: unknown } | null)?.csr;

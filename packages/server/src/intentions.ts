@@ -73,12 +73,42 @@ export class Intentions {
     private readonly clock: { now(): number },
   ) {}
 
+  /**
+   * Every intention, highest precedence first: the intentions table plus the sources of
+   * `service-intentions` config entries (Consul stores intentions as those entries; either way of
+   * writing one must govern traffic and show up in list/match).
+   */
   all(): IntentionOut[] {
-    const rows = this.store.list<IntentionValue>(T_INTENTIONS).map((r) => ({
+    const rows: IntentionOut[] = this.store.list<IntentionValue>(T_INTENTIONS).map((r) => ({
       ...r.value,
       CreateIndex: r.createIndex,
       ModifyIndex: r.modifyIndex,
     }));
+    for (const r of this.store.list<Json>(T_CONFIG, { prefix: 'service-intentions/' })) {
+      const e = r.value;
+      const dst = { namespace: (e['Namespace'] as string) || 'default', name: e['Name'] as string };
+      for (const [i, src] of ((e['Sources'] as Json[]) ?? []).entries()) {
+        const source = { namespace: (src['Namespace'] as string) || 'default', name: src['Name'] as string };
+        const perms = src['Permissions'];
+        rows.push({
+          ID: `config:${dst.name}:${i}`,
+          Description: (src['Description'] as string) ?? '',
+          SourceNS: source.namespace,
+          SourceName: source.name,
+          DestinationNS: dst.namespace,
+          DestinationName: dst.name,
+          SourceType: 'consul',
+          Precedence: intentionPrecedence({ source, destination: dst }),
+          Meta: {},
+          CreatedAt: '',
+          UpdatedAt: '',
+          ...(src['Action'] ? { Action: src['Action'] as IntentionAction } : {}),
+          ...(Array.isArray(perms) && perms.length > 0 ? { Permissions: perms } : {}),
+          CreateIndex: r.createIndex,
+          ModifyIndex: r.modifyIndex,
+        });
+      }
+    }
     const byId = new Map(rows.map((r) => [r.ID, r]));
     return sortIntentions(rows.map(toRule)).map((r) => byId.get(r.id)!);
   }

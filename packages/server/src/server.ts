@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import {
   MeshError,
+  toMeshError,
   isLoopback,
   parseSpiffeId,
   systemClock,
@@ -91,16 +92,46 @@ export const defaultMeshServerOptions = {
   advertiseAddress: '127.0.0.1',
 } as const;
 
+/** An API request carried to another DC's server, serialized as on the wire. */
+export interface ForwardRequest {
+  method: string;
+  path: string;
+  /** The query string with its leading `?` (or empty). */
+  query: string;
+  body: string | undefined;
+  /** The caller's ACL token: checked by the server that answers; never logged. */
+  token: string | undefined;
+}
+
+export interface ForwardResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
 /** Forwarding to other datacenters; the federation package provides it. */
 export interface RemoteDatacenters {
   datacenters(): string[];
-  forward(
-    dc: string,
-    req: { method: string; path: string; query: string; body: Buffer | undefined; token: string | undefined },
-  ): Promise<{ status: number; headers: Record<string, string>; body: Buffer }>;
+  /** `?dc=<other>` requests, answered by that DC's server. */
+  forward(dc: string, req: ForwardRequest): Promise<ForwardResponse>;
+  /**
+   * A secondary's writes of replicated kinds (intentions, config entries, CA configuration, join
+   * tokens): the primary owns them, so it answers, and replication brings the result back. A
+   * secondary never writes them locally (Consul bug 6327: local writes reverted later).
+   */
+  forwardToPrimary?(req: ForwardRequest): Promise<ForwardResponse>;
   /** Other datacenters' mesh gateways in health-service shape, for federation-states. */
   meshGateways?(): Record<string, unknown[]>;
 }
+
+/** Writes that only the primary may make, by path prefix. */
+const PRIMARY_OWNED_WRITES = [
+  '/v1/connect/intentions',
+  '/v1/config',
+  '/v1/connect/ca/configuration',
+  '/v1/connect/ca/rotate',
+  '/v1/federation/token',
+];
 
 export interface MeshServerDeps {
   logger: Logger;
@@ -306,6 +337,24 @@ export class MeshServer {
         await this.forward(dc, apiReq, req, res, url);
         return;
       }
+      if (
+        m.route.write &&
+        this.options.datacenter !== this.options.primaryDatacenter &&
+        this.deps.remote?.forwardToPrimary &&
+        PRIMARY_OWNED_WRITES.some((p) => url.pathname === p || url.pathname.startsWith(`${p}/`))
+      ) {
+        const body = await readBody(req, this.maxBody);
+        const out = await this.deps.remote.forwardToPrimary({
+          method,
+          path: url.pathname,
+          query: url.search,
+          body: body.length ? body.toString('utf8') : undefined,
+          token,
+        });
+        res.writeHead(out.status, out.headers);
+        res.end(out.body);
+        return;
+      }
       if (m.route.write) this.authorize(token);
       const out = await m.route.handler(apiReq);
       this.send(res, out, method);
@@ -331,19 +380,70 @@ export class MeshServer {
     );
   }
 
-  private send(res: ServerResponse, out: ApiResponse, method: string): void {
-    const headers: Record<string, string | number> = { ...out.headers };
+  private serialize(out: ApiResponse, method: string): { headers: Record<string, string>; body: Buffer } {
+    const headers: Record<string, string> = { ...out.headers };
     const body = out.text ? Buffer.from(String(out.body)) : Buffer.from(JSON.stringify(out.body ?? null));
     headers['content-type'] = out.text ? 'text/plain; charset=utf-8' : 'application/json';
-    headers['content-length'] = body.length;
+    headers['content-length'] = String(body.length);
     if (method === 'GET' || method === 'HEAD') {
       headers['x-consul-index'] = String(Math.max(1, out.index ?? this.store.currentIndex()));
       headers['x-consul-knownleader'] = 'true';
       headers['x-consul-lastcontact'] = '0';
       headers['x-consul-effective-consistency'] = 'leader';
     }
+    return { headers, body };
+  }
+
+  private send(res: ServerResponse, out: ApiResponse, method: string): void {
+    const { headers, body } = this.serialize(out, method);
     res.writeHead(out.status ?? 200, headers);
     res.end(method === 'HEAD' ? undefined : body);
+  }
+
+  /**
+   * Add an endpoint. The daemon mounts the operator endpoints of the parts the server does not
+   * know (gossip, federation, CA rotation) with it; writes need the management token like any.
+   */
+  addRoute(method: string, pattern: string, handler: Handler, opts: { write?: boolean } = {}): void {
+    this.router.add(method, pattern, handler, opts);
+  }
+
+  /** Answer a request another DC's server forwarded (a `?dc=` read, or a write to the primary). */
+  async handleForwarded(f: ForwardRequest): Promise<ForwardResponse> {
+    const ac = new AbortController();
+    this.inflight.add(ac);
+    try {
+      const url = new URL(`${f.path}${f.query}`, 'http://x');
+      const m = this.router.match(f.method, url.pathname);
+      if (m === undefined) throw new MeshError('MESH_ERR_API_NOT_FOUND', `no such endpoint: ${url.pathname}`);
+      if (m === 'method')
+        throw new MeshError(
+          'MESH_ERR_API_METHOD_NOT_ALLOWED',
+          `method ${f.method} not allowed on ${url.pathname}`,
+        );
+      if (m.route.write) this.authorize(f.token);
+      const out = await m.route.handler({
+        method: f.method,
+        path: url.pathname,
+        params: m.params,
+        query: url.searchParams,
+        headers: {},
+        token: f.token,
+        signal: ac.signal,
+        body: async () => (f.body ? parseJson(Buffer.from(f.body, 'utf8')) : undefined),
+      });
+      const { headers, body } = this.serialize(out, f.method);
+      return { status: out.status ?? 200, headers, body: body.toString('utf8') };
+    } catch (err) {
+      const e = toMeshError(err);
+      return {
+        status: e.status,
+        headers: { 'content-type': 'text/plain; charset=utf-8', 'x-meshfed-error-code': e.code },
+        body: `${e.message}\n`,
+      };
+    } finally {
+      this.inflight.delete(ac);
+    }
   }
 
   private async forward(
@@ -356,11 +456,14 @@ export class MeshServer {
     const remote = this.deps.remote;
     if (!remote || !remote.datacenters().includes(dc))
       throw new MeshError('MESH_ERR_SERVER_DC_UNKNOWN', `No path to datacenter "${dc}"`, { details: { dc } });
-    const body = req.method === 'GET' ? undefined : await readBody(req, this.maxBody);
+    const body = req.method === 'GET' ? undefined : (await readBody(req, this.maxBody)).toString('utf8');
+    const params = new URLSearchParams(url.search);
+    params.delete('dc');
+    const query = params.size ? `?${params.toString()}` : '';
     const out = await remote.forward(dc, {
       method: apiReq.method,
       path: url.pathname,
-      query: url.search,
+      query,
       body,
       token: apiReq.token,
     });
@@ -583,7 +686,10 @@ export class MeshServer {
     r.add('GET', '/v1/agent/connect/ca/leaf/:service', (req) => this.leaf(req), { write: true });
 
     // intentions
-    const intentionKeys: WatchKey[] = [{ table: T_INTENTIONS }];
+    const intentionKeys: WatchKey[] = [
+      { table: T_INTENTIONS },
+      { table: T_CONFIG, secondary: 'service-intentions' },
+    ];
     get('/v1/connect/intentions', (req) => this.read(req, intentionKeys, () => this.intentions.all()));
     r.add('POST', '/v1/connect/intentions', async (req) => {
       const v = this.intentions.build(await req.body(), undefined);

@@ -201,15 +201,14 @@ export const keyringCommand: CommandSpec = {
       out.line(`${op}: done on every member`);
       return;
     }
-    const res =
-      await client().get<
-        {
-          WAN: boolean;
-          Keys: Record<string, number>;
-          PrimaryKeys?: Record<string, number>;
-          NumNodes: number;
-        }[]
-      >('/v1/operator/keyring');
+    const res = await client().get<
+      {
+        WAN: boolean;
+        Keys: Record<string, number>;
+        PrimaryKeys?: Record<string, number>;
+        NumNodes: number;
+      }[]
+    >('/v1/operator/keyring');
     const rows = res.body.flatMap((pool) =>
       Object.entries(pool.Keys).map(([key, count]) => ({
         key,

@@ -15,9 +15,13 @@ import {
   leaveCommand,
   membersCommand,
 } from './federation.js';
+import { gatewayCommand, proxyCommand, serverCommand } from './daemons.js';
 import { intentionCommand } from './intention.js';
 
 export const commands: CommandSpec[] = [
+  serverCommand,
+  gatewayCommand,
+  proxyCommand,
   servicesCommand,
   catalogCommand,
   intentionCommand,

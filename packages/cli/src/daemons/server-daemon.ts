@@ -18,6 +18,8 @@ import {
   Federation,
   type DcExport,
   type FederationCa,
+  type ForwardedRequest,
+  type ForwardedResponse,
   type JoinTokenRecord,
   type Membership,
   type TlsMaterial,
@@ -25,7 +27,14 @@ import {
   type WanMember,
 } from '@meshfed/federation';
 import { WanPool } from '@meshfed/gossip';
-import { CatalogReader, MeshServer, SqliteCaStateStorage, type ServerCa } from '@meshfed/server';
+import {
+  CatalogReader,
+  MeshServer,
+  SqliteCaStateStorage,
+  type ForwardRequest,
+  type ForwardResponse,
+  type ServerCa,
+} from '@meshfed/server';
 import { SqliteStore } from '@meshfed/store';
 import { mountOperatorRoutes } from './server-routes.js';
 import { registerConfiguredServices } from './services.js';
@@ -46,7 +55,10 @@ export interface RunningServer {
 
 const HOUR = 3_600_000;
 
-export async function startServerDaemon(config: MeshfedConfig, deps: ServerDaemonDeps): Promise<RunningServer> {
+export async function startServerDaemon(
+  config: MeshfedConfig,
+  deps: ServerDaemonDeps,
+): Promise<RunningServer> {
   const clock = systemClock;
   const registry = new Registry();
   const dc = config.datacenter;
@@ -129,7 +141,11 @@ export async function startServerDaemon(config: MeshfedConfig, deps: ServerDaemo
         bindHost: config.bind_addr,
         bindPort: config.ports.server,
         advertiseAddrs: [fedAddr],
-        gateways: config.federation.primary_gateways.length ? { [primary]: config.federation.primary_gateways } : {},
+        gateways: config.federation.primary_gateways.length
+          ? { [primary]: config.federation.primary_gateways }
+          : {},
+        // content hashes are cheap at these sizes; comparing every 2 s makes "in sync" prompt
+        hashIntervalMs: 2_000,
       },
       {
         logger: deps.logger('federation'),
@@ -141,9 +157,9 @@ export async function startServerDaemon(config: MeshfedConfig, deps: ServerDaemo
         tokenStore: new BlobTokenStore(store),
         registry,
         localExport: () => localExport(catalog),
-        forwardHandler: (req) => {
+        forwardHandler: async (req) => {
           if (!server) throw new Error('server not started');
-          return server.handleForwarded(req);
+          return server.handleForwarded(fromWire(req));
         },
       },
     );
@@ -178,11 +194,17 @@ export async function startServerDaemon(config: MeshfedConfig, deps: ServerDaemo
         store,
         ca: ca as unknown as ServerCa,
         remote: {
-          datacenters: () => [...new Set([dc, ...gossip.datacenters(), ...federation.federationStates().map((s) => s.datacenter)])].sort(),
-          forward: (target, req) => federation.forwardTo(target, req),
+          datacenters: () =>
+            [
+              ...new Set([
+                dc,
+                ...gossip.datacenters(),
+                ...federation.federationStates().map((s) => s.datacenter),
+              ]),
+            ].sort(),
+          forward: async (target, req) => toServer(await federation.forwardTo(target, toWire(req))),
           meshGateways: () => federation.meshGatewaysByDc(),
-          isPrimary: () => dc === primary,
-          forwardToPrimary: (req) => federation.forwardWrite(req),
+          forwardToPrimary: async (req) => toServer(await federation.forwardWrite(toWire(req))),
         },
       },
     );
@@ -204,10 +226,19 @@ export async function startServerDaemon(config: MeshfedConfig, deps: ServerDaemo
     const client = new ApiClient({ address: server.httpAddress(), token: config.acl.tokens.management });
     await registerConfiguredServices(client, config);
 
-    deps.logger('server').info(
-      { dc, primary, node, http: server.httpAddress(), federation: fedAddr, gossip: `${config.bind_addr}:${config.ports.serf_wan}` },
-      'meshfed server ready',
-    );
+    deps
+      .logger('server')
+      .info(
+        {
+          dc,
+          primary,
+          node,
+          http: server.httpAddress(),
+          federation: fedAddr,
+          gossip: `${config.bind_addr}:${config.ports.serf_wan}`,
+        },
+        'meshfed server ready',
+      );
     return { server, ca, gossip, federation, registry, close: closeAll };
   } catch (err) {
     await closeAll();
@@ -246,7 +277,10 @@ class ServerCertificate {
       this.timer = setTimeout(() => void this.refresh(), Math.min(renewIn, 24 * HOUR));
       this.timer.unref();
     } catch (err) {
-      this.logger.warn({ err: errorMessage(err) }, 'could not issue the server certificate; retrying in 10 s');
+      this.logger.warn(
+        { err: errorMessage(err) },
+        'could not issue the server certificate; retrying in 10 s',
+      );
       clearTimeout(this.timer);
       this.timer = setTimeout(() => void this.refresh(), 10_000);
       this.timer.unref();
@@ -269,6 +303,38 @@ class ServerCertificate {
   }
 }
 
+// The server speaks ForwardRequest (query string, body text); the federation channel carries
+// ForwardedRequest (query map, body value). These two convert, losslessly for JSON APIs.
+function toWire(req: ForwardRequest): ForwardedRequest {
+  return {
+    method: req.method,
+    path: req.path,
+    query: Object.fromEntries(new URLSearchParams(req.query)),
+    ...(req.body !== undefined ? { body: req.body } : {}),
+    ...(req.token !== undefined ? { token: req.token } : {}),
+  };
+}
+
+function fromWire(req: ForwardedRequest): ForwardRequest {
+  const q = new URLSearchParams(req.query ?? {}).toString();
+  return {
+    method: req.method,
+    path: req.path,
+    query: q ? `?${q}` : '',
+    body:
+      typeof req.body === 'string' ? req.body : req.body === undefined ? undefined : JSON.stringify(req.body),
+    token: req.token,
+  };
+}
+
+function toServer(res: ForwardedResponse): ForwardResponse {
+  return {
+    status: res.status,
+    headers: res.headers,
+    body: typeof res.body === 'string' ? res.body : JSON.stringify(res.body ?? null),
+  };
+}
+
 function gossipMembership(pool: WanPool): Membership {
   return {
     members: (): WanMember[] =>
@@ -276,10 +342,21 @@ function gossipMembership(pool: WanPool): Membership {
         name: s.node,
         dc: s.datacenter,
         fedAddr: s.fedAddr,
-        status: s.status === 'alive' || s.status === 'left' || s.status === 'failed' ? s.status : s.status === 'suspect' ? 'suspect' : 'failed',
+        status:
+          s.status === 'alive' || s.status === 'left' || s.status === 'failed'
+            ? s.status
+            : s.status === 'leaving'
+              ? 'alive'
+              : 'failed',
       })),
     onChange(listener) {
-      const events = ['member-join', 'member-leave', 'member-failed', 'member-update', 'member-reap'] as const;
+      const events = [
+        'member-join',
+        'member-leave',
+        'member-failed',
+        'member-update',
+        'member-reap',
+      ] as const;
       for (const e of events) pool.pool.on(e, listener);
       return () => {
         for (const e of events) pool.pool.off(e, listener);
@@ -330,14 +407,20 @@ function localExport(catalog: CatalogReader): DcExport {
       return {
         node: e.Node.Node,
         service: e.Service.ID,
-        wanAddress: wan ? `${wan.Address}:${wan.Port}` : `${e.Service.Address || e.Node.Address}:${e.Service.Port}`,
+        wanAddress: wan
+          ? `${wan.Address}:${wan.Port}`
+          : `${e.Service.Address || e.Node.Address}:${e.Service.Port}`,
         healthy: e.Checks.every((c) => c.Status === 'passing'),
       };
     });
   return { services, meshGateways };
 }
 
-async function watchLocalCatalog(store: SqliteStore, signal: AbortSignal, onChange: () => void): Promise<void> {
+async function watchLocalCatalog(
+  store: SqliteStore,
+  signal: AbortSignal,
+  onChange: () => void,
+): Promise<void> {
   let index = store.currentIndex();
   while (!signal.aborted) {
     try {

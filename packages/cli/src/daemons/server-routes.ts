@@ -76,7 +76,9 @@ export function mountOperatorRoutes(server: MeshServer, deps: OperatorRouteDeps)
     await gossip.pool.leave();
     return { body: null };
   });
-  server.addRoute('GET', '/v1/operator/keyring', async () => ({ body: keyringAnswer(await gossip.pool.keys.list(), dc) }));
+  server.addRoute('GET', '/v1/operator/keyring', async () => ({
+    body: keyringAnswer(await gossip.pool.keys.list(), dc),
+  }));
   server.addRoute('POST', '/v1/operator/keyring', async (req) => ({
     body: keyringAnswer(await gossip.pool.keys.install(keyFrom(await jsonBody(req))), dc),
   }));
@@ -96,7 +98,10 @@ export function mountOperatorRoutes(server: MeshServer, deps: OperatorRouteDeps)
   // --- federation -----------------------------------------------------------------------------
   server.addRoute('POST', '/v1/federation/token', async (req) => {
     const body = await jsonBody(req);
-    const ttl = typeof body['TTL'] === 'string' ? parseDuration(body['TTL']) : 3_600_000;
+    const parsed =
+      typeof body['TTL'] === 'string' ? parseDuration(body['TTL']) : { ok: true as const, value: 3_600_000 };
+    if (!parsed.ok) throw new MeshError('MESH_ERR_API_BAD_REQUEST', `TTL: ${parsed.reason}`);
+    const ttl = parsed.value;
     const t = federation.createJoinToken({ ttlMs: ttl });
     return { body: { Token: t.token, ID: t.id, ExpiresAt: new Date(t.expiresAt).toISOString() } };
   });
@@ -105,9 +110,17 @@ export function mountOperatorRoutes(server: MeshServer, deps: OperatorRouteDeps)
     if (typeof body['Token'] !== 'string' || body['Token'] === '')
       throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'Token is required');
     const address = typeof body['Address'] === 'string' && body['Address'] ? body['Address'] : undefined;
-    const r = await federation.join(body['Token'], { ...(address ? { address } : {}), force: body['Force'] === true });
+    const r = await federation.join(body['Token'], {
+      ...(address ? { address } : {}),
+      force: body['Force'] === true,
+    });
     return {
-      body: { Datacenter: dc, Primary: r.primaryDatacenter, PrimaryAddrs: r.primaryAddrs, Discarded: r.discarded },
+      body: {
+        Datacenter: dc,
+        Primary: r.primaryDatacenter,
+        PrimaryAddrs: r.primaryAddrs,
+        Discarded: r.discarded,
+      },
     };
   });
   server.addRoute('GET', '/v1/federation/status', () => {
@@ -140,13 +153,15 @@ export function mountOperatorRoutes(server: MeshServer, deps: OperatorRouteDeps)
     const b = await jsonBody(req);
     const str = (k: string) => (typeof b[k] === 'string' && b[k] !== '' ? (b[k] as string) : undefined);
     const type = str('PrivateKeyType');
+    const rootCertPem = str('RootCert');
+    const rootKeyPem = str('PrivateKey');
     if (type && !['ec', 'rsa', 'ed25519'].includes(type))
       throw new MeshError('MESH_ERR_API_BAD_REQUEST', 'PrivateKeyType must be ec, rsa or ed25519');
     await ca.rotateRoot({
       ...(type ? { privateKeyType: type as 'ec' | 'rsa' | 'ed25519' } : {}),
       ...(typeof b['PrivateKeyBits'] === 'number' ? { privateKeyBits: b['PrivateKeyBits'] } : {}),
-      ...(str('RootCert') ? { rootCertPem: str('RootCert') } : {}),
-      ...(str('PrivateKey') ? { rootKeyPem: str('PrivateKey') } : {}),
+      ...(rootCertPem ? { rootCertPem } : {}),
+      ...(rootKeyPem ? { rootKeyPem } : {}),
       force: b['Force'] === true,
     });
     return { body: ca.rootsResponse() };

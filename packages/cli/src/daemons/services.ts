@@ -65,5 +65,6 @@ export function serviceRegistration(svc: ServiceConfig, config: MeshfedConfig): 
 }
 
 export async function registerConfiguredServices(client: ApiClient, config: MeshfedConfig): Promise<void> {
-  for (const svc of config.services) await client.put('/v1/agent/service/register', serviceRegistration(svc, config));
+  for (const svc of config.services)
+    await client.put('/v1/agent/service/register', serviceRegistration(svc, config));
 }
