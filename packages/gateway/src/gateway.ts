@@ -98,6 +98,7 @@ class Metrics {
   readonly rejected;
   readonly ejections;
   readonly routes;
+  readonly idleClosed;
   private readonly byRoute = new Map<string, RouteStats>();
   private readonly noRouteChildren = new Map<string, CounterChild>();
 
@@ -146,6 +147,7 @@ class Metrics {
       'Endpoints ejected after repeated connect failures.',
     );
     this.routes = r.gauge('gateway_routes', 'Routes in the live table.');
+    this.idleClosed = r.counter('gateway_idle_closed_total', 'Connections closed after the idle timeout.');
   }
 
   forRoute(route: StatsRoute): RouteStats {
@@ -222,6 +224,12 @@ export class MeshGateway implements Startable {
       );
     });
     server.on('error', (err) => this.logger.error({ err }, 'gateway listener error'));
+    // Idle detection without a timer refresh per read/write: a sweep compares each connection's
+    // byte counters with the previous sweep's. A connection is closed after idleTimeoutMs to
+    // idleTimeoutMs + one sweep interval of silence in both directions.
+    this.sweepEvery = Math.max(10, Math.min(30_000, Math.floor(this.opts.idleTimeoutMs / 4)));
+    this.sweepTimer = this.clock.setInterval(() => this.sweep(), this.sweepEvery);
+    this.sweepTimer.unref();
     this.logger.info({ listen: this.address(), routes: this.table.size }, 'gateway listening');
   }
 
@@ -238,6 +246,9 @@ export class MeshGateway implements Startable {
       .catch((err: unknown) => this.logger.warn({ err }, 'route source close failed'));
     const server = this.server;
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    // Connections still waiting for a ClientHello have no route yet: close them now (the client
+    // retries elsewhere); established ones may finish until the deadline.
+    for (const c of this.conns) if (!c.routed) c.destroy();
     if (this.conns.size > 0) {
       this.logger.info(
         { connections: this.conns.size, deadlineMs: this.opts.drainTimeoutMs },
@@ -256,10 +267,22 @@ export class MeshGateway implements Startable {
       this.onIdle = undefined;
     }
     await closed;
+    this.clock.clearInterval(this.sweepTimer);
     this.logger.info('gateway closed');
   }
 
   private onIdle: (() => void) | undefined;
+  private sweepTimer: TimerHandle | undefined;
+  private sweepEvery = 0;
+
+  private sweep(): void {
+    for (const c of this.conns) {
+      if (c.idleFor(this.sweepEvery) >= this.opts.idleTimeoutMs) {
+        this.metrics.idleClosed.inc();
+        c.destroy();
+      }
+    }
+  }
 
   /** The bound listen address (after start). */
   address(): { host: string; port: number } {
@@ -439,6 +462,23 @@ class Conn {
     this.upstream?.destroy();
   }
 
+  get routed(): boolean {
+    return this.route !== undefined;
+  }
+
+  private lastBytes = -1;
+  private quietMs = 0;
+  /** Called by the idle sweep every `interval` ms: how long no byte moved either way. */
+  idleFor(interval: number): number {
+    if (!this.connected) return 0; // the hello deadline and connect timeout cover the rest
+    const bytes = this.client.bytesRead + this.client.bytesWritten;
+    if (bytes !== this.lastBytes) {
+      this.lastBytes = bytes;
+      this.quietMs = 0;
+    } else this.quietMs += interval;
+    return this.quietMs;
+  }
+
   // --- peek --------------------------------------------------------------------------------
 
   private readonly onHelloData = (chunk: Buffer): void => {
@@ -543,14 +583,9 @@ class Conn {
     // --- pipe: replay the peeked bytes, then relay both ways with backpressure --------------
     up.write(this.hello!);
     this.hello = undefined;
-    this.client.setTimeout(this.gw.o.idleTimeoutMs, this.onIdle);
     this.client.pipe(up); // client FIN → upstream FIN (half-close); pauses on upstream backpressure
     up.pipe(this.client);
     this.client.resume();
-  };
-
-  private readonly onIdle = (): void => {
-    this.destroy();
   };
 
   private readonly onUpstreamError = (): void => {

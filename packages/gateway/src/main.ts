@@ -17,6 +17,7 @@ import {
   Registry,
   createLogger,
   mergeSnapshots,
+  parseDuration,
   parseHostPort,
   renderMetrics,
   systemClock,
@@ -57,7 +58,32 @@ const flagSpec = {
   register: { type: 'boolean', default: false },
   'wan-address': { type: 'string' },
   workers: { type: 'string', default: '1' },
+  'hello-timeout': { type: 'string' },
+  'idle-timeout': { type: 'string' },
+  'connect-timeout': { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'max-connections-per-ip': { type: 'string' },
+  balance: { type: 'string' },
 } as const;
+
+function duration(flag: string, value: string): number {
+  const r = parseDuration(value);
+  if (!r.ok || r.value < 0)
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `--${flag}: ${r.ok ? 'must not be negative' : r.reason}`, {
+      details: { flag },
+    });
+  return r.value;
+}
+
+function count(flag: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `--${flag}: expected a positive integer, got "${value}"`, {
+      details: { flag },
+    });
+  return n;
+}
 
 function addr(flag: string, value: string): HostPort {
   const r = parseHostPort(value);
@@ -79,6 +105,23 @@ export function parseGatewayArgs(argv: readonly string[]): GatewayArgs {
       'MESH_ERR_CONFIG_INVALID',
       `--workers: expected an integer 0-256, got "${values.workers}"`,
     );
+  const gateway: Partial<MeshGatewayOptions> = {};
+  if (values['hello-timeout']) gateway.helloTimeoutMs = duration('hello-timeout', values['hello-timeout']);
+  if (values['idle-timeout']) gateway.idleTimeoutMs = duration('idle-timeout', values['idle-timeout']);
+  if (values['connect-timeout'])
+    gateway.connectTimeoutMs = duration('connect-timeout', values['connect-timeout']);
+  if (values['drain-timeout']) gateway.drainTimeoutMs = duration('drain-timeout', values['drain-timeout']);
+  if (values['max-connections']) gateway.maxConnections = count('max-connections', values['max-connections']);
+  if (values['max-connections-per-ip'])
+    gateway.maxConnectionsPerIp = count('max-connections-per-ip', values['max-connections-per-ip']);
+  if (values.balance !== undefined) {
+    if (values.balance !== 'round_robin' && values.balance !== 'least_conn')
+      throw new MeshError(
+        'MESH_ERR_CONFIG_INVALID',
+        `--balance: expected round_robin or least_conn, got "${values.balance}"`,
+      );
+    gateway.balance = values.balance;
+  }
   const admin = values.admin === '' || values.admin === 'off' ? undefined : addr('admin', values.admin);
   return {
     listen: addr('listen', values.listen),
@@ -90,7 +133,7 @@ export function parseGatewayArgs(argv: readonly string[]): GatewayArgs {
     register: values.register,
     wanAddress: values['wan-address'] ? addr('wan-address', values['wan-address']) : undefined,
     workers,
-    gateway: {},
+    gateway,
   };
 }
 
@@ -375,7 +418,7 @@ if (isMain) {
       process.exit(1);
     });
   } else {
-    const logger = createLogger({ bindings: { component: 'gateway' } });
+    const logger = createLogger();
     const controller = new AbortController();
     process.once('SIGTERM', () => controller.abort());
     process.once('SIGINT', () => controller.abort());

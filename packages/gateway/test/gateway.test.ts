@@ -329,3 +329,37 @@ test('drain deadline: connections still open at the deadline are closed', async 
   await closing;
   t.is(gw.activeConnections, 0);
 });
+
+test('idle timeout: a connection silent both ways is closed by the sweep; a busy one is not', async (t) => {
+  const clock = new ManualClock();
+  const pki = makePki(t, [A]);
+  const pa = await tlsBackend(t, pki, A);
+  const { port, registry } = await startGateway(
+    t,
+    [`${A}=127.0.0.1:${pa}`],
+    { idleTimeoutMs: 60_000 },
+    clock,
+  );
+  const quiet = await tlsClient(port, A, pki.ca);
+  const busy = await tlsClient(port, A, pki.ca);
+  t.is(await readLine(quiet), A);
+  t.is(await readLine(busy), A);
+  for (let i = 0; i < 5; i++) {
+    busy.write(`tick ${i}\n`);
+    t.is(await readLine(busy), `tick ${i}`);
+    clock.advance(15_000);
+  }
+  await closed(quiet);
+  t.false(busy.destroyed, 'the busy connection survives');
+  t.regex(registry.render(), /gateway_idle_closed_total 1/);
+  busy.destroy();
+});
+
+test('drain closes connections that never sent a ClientHello at once', async (t) => {
+  const { port, gw } = await startGateway(t, ['x.test=127.0.0.1:1'], { drainTimeoutMs: 60_000 });
+  const c = net.connect(port, '127.0.0.1');
+  await waitFor(() => gw.activeConnections === 1, { what: 'accepted' });
+  await gw.close();
+  await closed(c);
+  t.is(gw.activeConnections, 0);
+});
