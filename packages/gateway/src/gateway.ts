@@ -68,7 +68,7 @@ export interface MeshGatewayDeps {
 
 /** Reasons a connection is closed without being routed (bounded: a metric label). */
 export type NoRouteReason =
-  HelloError | 'hello_timeout' | 'no_sni' | 'unknown_sni' | 'no_endpoint' | 'upstream_failed';
+  HelloError | 'hello_timeout' | 'empty' | 'no_sni' | 'unknown_sni' | 'no_endpoint' | 'upstream_failed';
 
 interface EndpointState {
   key: string;
@@ -529,17 +529,19 @@ class Conn {
 
   private readonly onHelloTimeout = (): void => {
     this.helloTimer = undefined;
+    this.counted = true;
     this.gw.m.helloErrors.labels('timeout').inc();
     this.gw.m.noRouteFor('hello_timeout').inc();
     this.client.destroy();
   };
 
   private readonly onEarlyEnd = (): void => {
-    // The client gave up before a complete ClientHello: a truncated hello.
-    this.noRoute('malformed', true);
+    this.client.destroy(); // counted in onClientClose: 'empty' or a truncated ('malformed') hello
   };
 
+  private counted = false;
   private noRoute(reason: NoRouteReason, helloError: boolean): void {
+    this.counted = true;
     if (helloError) this.gw.m.helloErrors.labels(reason).inc();
     this.gw.m.noRouteFor(reason).inc();
     this.client.destroy();
@@ -620,6 +622,12 @@ class Conn {
     this.pending--;
     this.gw.c.clearTimeout(this.helloTimer);
     this.helloTimer = undefined;
+    if (!this.counted && this.route === undefined) {
+      // Left (FIN or reset) before a complete ClientHello. A TCP health check sends nothing:
+      // 'empty' is not a ClientHello error; a partial hello is a truncated, malformed one.
+      if (this.helloLen === 0) this.gw.m.noRouteFor('empty').inc();
+      else this.noRoute('malformed', true);
+    }
     const route = this.route;
     if (route?.stats && this.connected) {
       route.stats.toUpstream.inc(this.client.bytesRead);

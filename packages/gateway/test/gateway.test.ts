@@ -363,3 +363,22 @@ test('drain closes connections that never sent a ClientHello at once', async (t)
   await closed(c);
   t.is(gw.activeConnections, 0);
 });
+
+test('a TCP health check (connect, send nothing, close) counts as empty; a reset mid-hello as malformed', async (t) => {
+  const hello = await captureHello(A);
+  const { port, gw, registry } = await startGateway(t, ['x.test=127.0.0.1:1']);
+  const check = net.connect(port, '127.0.0.1');
+  await new Promise((r) => check.once('connect', r));
+  check.end();
+  await closed(check);
+  const partial = net.connect(port, '127.0.0.1');
+  partial.write(hello.subarray(0, 40));
+  await waitFor(() => gw.activeConnections === 1, { what: 'partial hello accepted' });
+  partial.resetAndDestroy();
+  await waitFor(() => gw.activeConnections === 0, { what: 'cleanup' });
+  const text = registry.render();
+  t.regex(text, /gateway_no_route_total\{reason="empty"\} 1/);
+  t.regex(text, /gateway_no_route_total\{reason="malformed"\} 1/);
+  t.regex(text, /gateway_client_hello_errors_total\{reason="malformed"\} 1/);
+  t.notRegex(text, /gateway_client_hello_errors_total\{reason="empty"\}/);
+});
