@@ -43,6 +43,8 @@ export interface GatewayArgs {
   datacenter: string;
   register: boolean;
   wanAddress: HostPort | undefined;
+  /** Address local sidecars use; default: --listen (a wildcard listen host becomes 127.0.0.1). */
+  lanAddress: HostPort | undefined;
   /** 1 = single process; 0 = one per CPU core. */
   workers: number;
   gateway: Partial<MeshGatewayOptions>;
@@ -57,6 +59,7 @@ const flagSpec = {
   datacenter: { type: 'string', default: 'dc1' },
   register: { type: 'boolean', default: false },
   'wan-address': { type: 'string' },
+  'lan-address': { type: 'string' },
   workers: { type: 'string', default: '1' },
   'hello-timeout': { type: 'string' },
   'idle-timeout': { type: 'string' },
@@ -132,6 +135,7 @@ export function parseGatewayArgs(argv: readonly string[]): GatewayArgs {
     datacenter: values.datacenter,
     register: values.register,
     wanAddress: values['wan-address'] ? addr('wan-address', values['wan-address']) : undefined,
+    lanAddress: values['lan-address'] ? addr('lan-address', values['lan-address']) : undefined,
     workers,
     gateway,
   };
@@ -227,10 +231,8 @@ export async function runGateway(
       stop.push(() => admin!.close());
     }
     if (args.register && client) {
-      const lan =
-        args.listen.host === '0.0.0.0' || args.listen.host === '::'
-          ? { host: '127.0.0.1', port: args.listen.port }
-          : args.listen;
+      const wildcard = args.listen.host === '0.0.0.0' || args.listen.host === '::';
+      const lan = args.lanAddress ?? (wildcard ? { host: '127.0.0.1', port: args.listen.port } : args.listen);
       registration = new GatewayRegistration(
         { lan, ...(args.wanAddress ? { wan: args.wanAddress } : {}) },
         { client, logger },

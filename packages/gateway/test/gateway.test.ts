@@ -382,3 +382,25 @@ test('a TCP health check (connect, send nothing, close) counts as empty; a reset
   t.regex(text, /gateway_client_hello_errors_total\{reason="malformed"\} 1/);
   t.notRegex(text, /gateway_client_hello_errors_total\{reason="empty"\}/);
 });
+
+test('least_conn sends a new connection to the endpoint with fewer open connections', async (t) => {
+  const pki = makePki(t, [A]);
+  const p1 = await tlsBackend(t, pki, A, (s) => void s.write('one\n'));
+  const p2 = await tlsBackend(t, pki, A, (s) => void s.write('two\n'));
+  const { port, gw } = await startGateway(t, [`${A}=127.0.0.1:${p1},127.0.0.1:${p2}`], {
+    balance: 'least_conn',
+  });
+  const held = [await tlsClient(port, A, pki.ca), await tlsClient(port, A, pki.ca)];
+  const first = await Promise.all(held.map(readLine));
+  t.deepEqual(first, ['one', 'two'], 'spread over both');
+  // Close the one on endpoint 2. Round robin would now pick endpoint 1 (its turn); least_conn
+  // must pick endpoint 2, which has no open connection.
+  held[1]!.destroy();
+  await waitFor(() => gw.endpointHealth().find((e) => e.endpoint === `127.0.0.1:${p2}`)?.active === 0, {
+    what: 'gateway saw the close',
+  });
+  const next = await tlsClient(port, A, pki.ca);
+  t.is(await readLine(next), 'two');
+  next.destroy();
+  held[0]!.destroy();
+});
