@@ -113,11 +113,11 @@ class Metrics {
       'Connections open now, by route class and datacenter.',
       ['class', 'dc'],
     );
-    this.bytes = r.counter('gateway_bytes_total', 'Bytes relayed (counted when a connection closes).', [
-      'class',
-      'dc',
-      'direction',
-    ]);
+    this.bytes = r.counter(
+      'gateway_bytes_total',
+      'Bytes relayed (open connections are added at each idle sweep).',
+      ['class', 'dc', 'direction'],
+    );
     this.noRoute = r.counter('gateway_no_route_total', 'Connections closed without a route, by reason.', [
       'reason',
     ]);
@@ -468,15 +468,33 @@ class Conn {
 
   private lastBytes = -1;
   private quietMs = 0;
-  /** Called by the idle sweep every `interval` ms: how long no byte moved either way. */
+  private countedUp = 0;
+  private countedDown = 0;
+  /**
+   * Called by the sweep every `interval` ms: adds the bytes moved since the last sweep to the
+   * byte counters (so long-lived connections show up without per-chunk work) and returns how
+   * long no byte moved either way.
+   */
   idleFor(interval: number): number {
     if (!this.connected) return 0; // the hello deadline and connect timeout cover the rest
-    const bytes = this.client.bytesRead + this.client.bytesWritten;
+    this.countBytes();
+    const bytes = this.countedUp + this.countedDown;
     if (bytes !== this.lastBytes) {
       this.lastBytes = bytes;
       this.quietMs = 0;
     } else this.quietMs += interval;
     return this.quietMs;
+  }
+
+  private countBytes(): void {
+    const stats = this.route?.stats;
+    if (!stats) return;
+    const up = this.client.bytesRead;
+    const down = this.client.bytesWritten;
+    if (up !== this.countedUp) stats.toUpstream.inc(up - this.countedUp);
+    if (down !== this.countedDown) stats.toClient.inc(down - this.countedDown);
+    this.countedUp = up;
+    this.countedDown = down;
   }
 
   // --- peek --------------------------------------------------------------------------------
@@ -629,10 +647,7 @@ class Conn {
       else this.noRoute('malformed', true);
     }
     const route = this.route;
-    if (route?.stats && this.connected) {
-      route.stats.toUpstream.inc(this.client.bytesRead);
-      route.stats.toClient.inc(this.client.bytesWritten);
-    }
+    if (route?.stats && this.connected) this.countBytes();
     const up = this.upstream;
     if (up && !this.connected) up.destroy(); // gave up while we were connecting
     this.finish();

@@ -348,6 +348,13 @@ test('idle timeout: a connection silent both ways is closed by the sweep; a busy
     busy.write(`tick ${i}\n`);
     t.is(await readLine(busy), `tick ${i}`);
     clock.advance(15_000);
+    if (i === 0) {
+      t.false(quiet.destroyed);
+      const up = /gateway_bytes_total\{class="static",dc="local",direction="to_upstream"\} (\d+)/.exec(
+        registry.render(),
+      );
+      t.true(Number(up?.[1]) > 0, 'bytes of open connections are counted by the sweep, before any close');
+    }
   }
   await closed(quiet);
   t.false(busy.destroyed, 'the busy connection survives');
