@@ -83,3 +83,23 @@ export class AdminServer {
     await new Promise<void>((r) => s.close(() => r()));
   }
 }
+
+/** The human table `meshfed gateway routes` prints (the JSON form is RoutesResponse as is). */
+export function formatRoutesTable(r: RoutesResponse): string {
+  const ejected = new Set(r.endpoints.filter((e) => e.ejected).map((e) => e.endpoint));
+  const rows = r.routes.map((x) => [
+    x.match,
+    x.class,
+    x.datacenter,
+    x.endpoints.map((e) => (ejected.has(e) ? `${e} (ejected)` : e)).join(', ') || '-',
+  ]);
+  const head = ['MATCH', 'CLASS', 'DC', 'ENDPOINTS'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  const title = `datacenter ${r.datacenter}, trust domain ${r.trustDomain ?? '(none yet)'}, ${r.routes.length} routes`;
+  return [title, line(head), ...rows.map(line)].join('\n') + '\n';
+}

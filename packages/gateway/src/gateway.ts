@@ -68,7 +68,7 @@ export interface MeshGatewayDeps {
 
 /** Reasons a connection is closed without being routed (bounded: a metric label). */
 export type NoRouteReason =
-  HelloError | 'hello_timeout' | 'no_sni' | 'unknown_sni' | 'no_endpoint' | 'upstream_failed';
+  HelloError | 'hello_timeout' | 'empty' | 'no_sni' | 'unknown_sni' | 'no_endpoint' | 'upstream_failed';
 
 interface EndpointState {
   key: string;
@@ -98,6 +98,7 @@ class Metrics {
   readonly rejected;
   readonly ejections;
   readonly routes;
+  readonly idleClosed;
   private readonly byRoute = new Map<string, RouteStats>();
   private readonly noRouteChildren = new Map<string, CounterChild>();
 
@@ -112,11 +113,11 @@ class Metrics {
       'Connections open now, by route class and datacenter.',
       ['class', 'dc'],
     );
-    this.bytes = r.counter('gateway_bytes_total', 'Bytes relayed (counted when a connection closes).', [
-      'class',
-      'dc',
-      'direction',
-    ]);
+    this.bytes = r.counter(
+      'gateway_bytes_total',
+      'Bytes relayed (open connections are added at each idle sweep).',
+      ['class', 'dc', 'direction'],
+    );
     this.noRoute = r.counter('gateway_no_route_total', 'Connections closed without a route, by reason.', [
       'reason',
     ]);
@@ -146,6 +147,7 @@ class Metrics {
       'Endpoints ejected after repeated connect failures.',
     );
     this.routes = r.gauge('gateway_routes', 'Routes in the live table.');
+    this.idleClosed = r.counter('gateway_idle_closed_total', 'Connections closed after the idle timeout.');
   }
 
   forRoute(route: StatsRoute): RouteStats {
@@ -222,6 +224,12 @@ export class MeshGateway implements Startable {
       );
     });
     server.on('error', (err) => this.logger.error({ err }, 'gateway listener error'));
+    // Idle detection without a timer refresh per read/write: a sweep compares each connection's
+    // byte counters with the previous sweep's. A connection is closed after idleTimeoutMs to
+    // idleTimeoutMs + one sweep interval of silence in both directions.
+    this.sweepEvery = Math.max(10, Math.min(30_000, Math.floor(this.opts.idleTimeoutMs / 4)));
+    this.sweepTimer = this.clock.setInterval(() => this.sweep(), this.sweepEvery);
+    this.sweepTimer.unref();
     this.logger.info({ listen: this.address(), routes: this.table.size }, 'gateway listening');
   }
 
@@ -238,6 +246,9 @@ export class MeshGateway implements Startable {
       .catch((err: unknown) => this.logger.warn({ err }, 'route source close failed'));
     const server = this.server;
     const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    // Connections still waiting for a ClientHello have no route yet: close them now (the client
+    // retries elsewhere); established ones may finish until the deadline.
+    for (const c of this.conns) if (!c.routed) c.destroy();
     if (this.conns.size > 0) {
       this.logger.info(
         { connections: this.conns.size, deadlineMs: this.opts.drainTimeoutMs },
@@ -256,10 +267,22 @@ export class MeshGateway implements Startable {
       this.onIdle = undefined;
     }
     await closed;
+    this.clock.clearInterval(this.sweepTimer);
     this.logger.info('gateway closed');
   }
 
   private onIdle: (() => void) | undefined;
+  private sweepTimer: TimerHandle | undefined;
+  private sweepEvery = 0;
+
+  private sweep(): void {
+    for (const c of this.conns) {
+      if (c.idleFor(this.sweepEvery) >= this.opts.idleTimeoutMs) {
+        this.metrics.idleClosed.inc();
+        c.destroy();
+      }
+    }
+  }
 
   /** The bound listen address (after start). */
   address(): { host: string; port: number } {
@@ -439,6 +462,41 @@ class Conn {
     this.upstream?.destroy();
   }
 
+  get routed(): boolean {
+    return this.route !== undefined;
+  }
+
+  private lastBytes = -1;
+  private quietMs = 0;
+  private countedUp = 0;
+  private countedDown = 0;
+  /**
+   * Called by the sweep every `interval` ms: adds the bytes moved since the last sweep to the
+   * byte counters (so long-lived connections show up without per-chunk work) and returns how
+   * long no byte moved either way.
+   */
+  idleFor(interval: number): number {
+    if (!this.connected) return 0; // the hello deadline and connect timeout cover the rest
+    this.countBytes();
+    const bytes = this.countedUp + this.countedDown;
+    if (bytes !== this.lastBytes) {
+      this.lastBytes = bytes;
+      this.quietMs = 0;
+    } else this.quietMs += interval;
+    return this.quietMs;
+  }
+
+  private countBytes(): void {
+    const stats = this.route?.stats;
+    if (!stats) return;
+    const up = this.client.bytesRead;
+    const down = this.client.bytesWritten;
+    if (up !== this.countedUp) stats.toUpstream.inc(up - this.countedUp);
+    if (down !== this.countedDown) stats.toClient.inc(down - this.countedDown);
+    this.countedUp = up;
+    this.countedDown = down;
+  }
+
   // --- peek --------------------------------------------------------------------------------
 
   private readonly onHelloData = (chunk: Buffer): void => {
@@ -489,17 +547,19 @@ class Conn {
 
   private readonly onHelloTimeout = (): void => {
     this.helloTimer = undefined;
+    this.counted = true;
     this.gw.m.helloErrors.labels('timeout').inc();
     this.gw.m.noRouteFor('hello_timeout').inc();
     this.client.destroy();
   };
 
   private readonly onEarlyEnd = (): void => {
-    // The client gave up before a complete ClientHello: a truncated hello.
-    this.noRoute('malformed', true);
+    this.client.destroy(); // counted in onClientClose: 'empty' or a truncated ('malformed') hello
   };
 
+  private counted = false;
   private noRoute(reason: NoRouteReason, helloError: boolean): void {
+    this.counted = true;
     if (helloError) this.gw.m.helloErrors.labels(reason).inc();
     this.gw.m.noRouteFor(reason).inc();
     this.client.destroy();
@@ -543,14 +603,9 @@ class Conn {
     // --- pipe: replay the peeked bytes, then relay both ways with backpressure --------------
     up.write(this.hello!);
     this.hello = undefined;
-    this.client.setTimeout(this.gw.o.idleTimeoutMs, this.onIdle);
     this.client.pipe(up); // client FIN → upstream FIN (half-close); pauses on upstream backpressure
     up.pipe(this.client);
     this.client.resume();
-  };
-
-  private readonly onIdle = (): void => {
-    this.destroy();
   };
 
   private readonly onUpstreamError = (): void => {
@@ -585,11 +640,14 @@ class Conn {
     this.pending--;
     this.gw.c.clearTimeout(this.helloTimer);
     this.helloTimer = undefined;
-    const route = this.route;
-    if (route?.stats && this.connected) {
-      route.stats.toUpstream.inc(this.client.bytesRead);
-      route.stats.toClient.inc(this.client.bytesWritten);
+    if (!this.counted && this.route === undefined) {
+      // Left (FIN or reset) before a complete ClientHello. A TCP health check sends nothing:
+      // 'empty' is not a ClientHello error; a partial hello is a truncated, malformed one.
+      if (this.helloLen === 0) this.gw.m.noRouteFor('empty').inc();
+      else this.noRoute('malformed', true);
     }
+    const route = this.route;
+    if (route?.stats && this.connected) this.countBytes();
     const up = this.upstream;
     if (up && !this.connected) up.destroy(); // gave up while we were connecting
     this.finish();

@@ -17,6 +17,7 @@ import {
   Registry,
   createLogger,
   mergeSnapshots,
+  parseDuration,
   parseHostPort,
   renderMetrics,
   systemClock,
@@ -42,6 +43,8 @@ export interface GatewayArgs {
   datacenter: string;
   register: boolean;
   wanAddress: HostPort | undefined;
+  /** Address local sidecars use; default: --listen (a wildcard listen host becomes 127.0.0.1). */
+  lanAddress: HostPort | undefined;
   /** 1 = single process; 0 = one per CPU core. */
   workers: number;
   gateway: Partial<MeshGatewayOptions>;
@@ -56,8 +59,34 @@ const flagSpec = {
   datacenter: { type: 'string', default: 'dc1' },
   register: { type: 'boolean', default: false },
   'wan-address': { type: 'string' },
+  'lan-address': { type: 'string' },
   workers: { type: 'string', default: '1' },
+  'hello-timeout': { type: 'string' },
+  'idle-timeout': { type: 'string' },
+  'connect-timeout': { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'max-connections-per-ip': { type: 'string' },
+  balance: { type: 'string' },
 } as const;
+
+function duration(flag: string, value: string): number {
+  const r = parseDuration(value);
+  if (!r.ok || r.value < 0)
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `--${flag}: ${r.ok ? 'must not be negative' : r.reason}`, {
+      details: { flag },
+    });
+  return r.value;
+}
+
+function count(flag: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new MeshError('MESH_ERR_CONFIG_INVALID', `--${flag}: expected a positive integer, got "${value}"`, {
+      details: { flag },
+    });
+  return n;
+}
 
 function addr(flag: string, value: string): HostPort {
   const r = parseHostPort(value);
@@ -79,6 +108,23 @@ export function parseGatewayArgs(argv: readonly string[]): GatewayArgs {
       'MESH_ERR_CONFIG_INVALID',
       `--workers: expected an integer 0-256, got "${values.workers}"`,
     );
+  const gateway: Partial<MeshGatewayOptions> = {};
+  if (values['hello-timeout']) gateway.helloTimeoutMs = duration('hello-timeout', values['hello-timeout']);
+  if (values['idle-timeout']) gateway.idleTimeoutMs = duration('idle-timeout', values['idle-timeout']);
+  if (values['connect-timeout'])
+    gateway.connectTimeoutMs = duration('connect-timeout', values['connect-timeout']);
+  if (values['drain-timeout']) gateway.drainTimeoutMs = duration('drain-timeout', values['drain-timeout']);
+  if (values['max-connections']) gateway.maxConnections = count('max-connections', values['max-connections']);
+  if (values['max-connections-per-ip'])
+    gateway.maxConnectionsPerIp = count('max-connections-per-ip', values['max-connections-per-ip']);
+  if (values.balance !== undefined) {
+    if (values.balance !== 'round_robin' && values.balance !== 'least_conn')
+      throw new MeshError(
+        'MESH_ERR_CONFIG_INVALID',
+        `--balance: expected round_robin or least_conn, got "${values.balance}"`,
+      );
+    gateway.balance = values.balance;
+  }
   const admin = values.admin === '' || values.admin === 'off' ? undefined : addr('admin', values.admin);
   return {
     listen: addr('listen', values.listen),
@@ -89,8 +135,9 @@ export function parseGatewayArgs(argv: readonly string[]): GatewayArgs {
     datacenter: values.datacenter,
     register: values.register,
     wanAddress: values['wan-address'] ? addr('wan-address', values['wan-address']) : undefined,
+    lanAddress: values['lan-address'] ? addr('lan-address', values['lan-address']) : undefined,
     workers,
-    gateway: {},
+    gateway,
   };
 }
 
@@ -184,10 +231,8 @@ export async function runGateway(
       stop.push(() => admin!.close());
     }
     if (args.register && client) {
-      const lan =
-        args.listen.host === '0.0.0.0' || args.listen.host === '::'
-          ? { host: '127.0.0.1', port: args.listen.port }
-          : args.listen;
+      const wildcard = args.listen.host === '0.0.0.0' || args.listen.host === '::';
+      const lan = args.lanAddress ?? (wildcard ? { host: '127.0.0.1', port: args.listen.port } : args.listen);
       registration = new GatewayRegistration(
         { lan, ...(args.wanAddress ? { wan: args.wanAddress } : {}) },
         { client, logger },
@@ -375,7 +420,7 @@ if (isMain) {
       process.exit(1);
     });
   } else {
-    const logger = createLogger({ bindings: { component: 'gateway' } });
+    const logger = createLogger();
     const controller = new AbortController();
     process.once('SIGTERM', () => controller.abort());
     process.once('SIGINT', () => controller.abort());

@@ -3,7 +3,8 @@ import test from 'ava';
 import { ApiClient } from '@meshfed/client';
 import { silentLogger } from '@meshfed/core';
 import { waitFor } from '@meshfed/testkit';
-import { CatalogRouteSource, GatewayRegistration } from '../src/index.js';
+import { freePort } from '@meshfed/testkit';
+import { CatalogRouteSource, GatewayRegistration, formatRoutesTable, runGateway } from '../src/index.js';
 import { listen, makePki, readLine, startGateway, tlsBackend, tlsClient } from './fixtures.js';
 
 const TD = '11111111-2222-3333-4444-555555555555.consul';
@@ -221,4 +222,60 @@ test('GatewayRegistration registers a mesh-gateway with LAN/WAN addresses and a 
   });
   await reg.close();
   t.is(fake.puts[1]?.path, `/v1/agent/service/deregister/${reg.id}`);
+});
+
+test('runGateway with --http-addr --register: catalog routes on /routes, registered, deregistered on stop', async (t) => {
+  const counting = `counting.default.dc1.internal.${TD}`;
+  const pki = makePki(t, [counting]);
+  const sc = await tlsBackend(t, pki, counting, (s) => void s.end('via-catalog\n'));
+  const fake = new FakeConsul();
+  fake.state.services = { counting: [] };
+  fake.state.health = { counting: [{ entry: sidecar('n1', sc, 'counting'), status: 'passing' }] };
+  const api = await listen(t, http.createServer(fake.handler));
+  const [gport, admin] = [await freePort(), await freePort()];
+  const controller = new AbortController();
+  t.teardown(() => controller.abort());
+  const running = runGateway(
+    [
+      '--listen',
+      `127.0.0.1:${gport}`,
+      '--admin',
+      `127.0.0.1:${admin}`,
+      '--http-addr',
+      `http://127.0.0.1:${api}`,
+      '--token',
+      'secret-token',
+      '--register',
+      '--wan-address',
+      '198.51.100.4:443',
+    ],
+    { logger: silentLogger, signal: controller.signal },
+  );
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${admin}/ready`)).status === 200, {
+    what: 'ready',
+  });
+  t.is(await readLine(await tlsClient(gport, counting, pki.ca)), 'via-catalog');
+  const routes = (await (await fetch(`http://127.0.0.1:${admin}/routes`)).json()) as Parameters<
+    typeof formatRoutesTable
+  >[0];
+  t.is(routes.trustDomain, TD);
+  t.deepEqual(
+    routes.routes.map((r) => r.match),
+    [counting],
+  );
+  t.regex(
+    formatRoutesTable(routes),
+    new RegExp(`${counting.replace(/\./g, '\\.')}\\s+local_service\\s+dc1\\s+127\\.0\\.0\\.1:${sc}`),
+  );
+  t.like(fake.puts[0], {
+    path: '/v1/agent/service/register',
+    body: {
+      Kind: 'mesh-gateway',
+      Port: gport,
+      TaggedAddresses: { wan: { Address: '198.51.100.4', Port: 443 } },
+    },
+  });
+  controller.abort();
+  await running;
+  t.regex(fake.puts.at(-1)?.path ?? '', /^\/v1\/agent\/service\/deregister\//);
 });

@@ -147,12 +147,10 @@ test('fuzz: mutated and truncated real ClientHellos and random bytes never throw
     .map((u) => Buffer.concat([Buffer.from([0x16, 3, 1]), Buffer.from(u)]));
   fc.assert(
     fc.property(fc.oneof(mutated, random, tlsish), (input) => {
-      const started = performance.now();
+      // parse is synchronous and bounded by the input: a hang would hit ava's timeout
       const r = parseClientHello(input);
       count(r.status === 'error' ? r.reason : r.status);
-      if (r.status === 'ok' && r.sni !== undefined)
-        return /^[a-z0-9._*-]+$/.test(r.sni) && performance.now() - started < 50;
-      return performance.now() - started < 50;
+      return r.status !== 'ok' || r.sni === undefined || /^[a-z0-9._*-]+$/.test(r.sni);
     }),
     { numRuns: 20_000 },
   );

@@ -329,3 +329,85 @@ test('drain deadline: connections still open at the deadline are closed', async 
   await closing;
   t.is(gw.activeConnections, 0);
 });
+
+test('idle timeout: a connection silent both ways is closed by the sweep; a busy one is not', async (t) => {
+  const clock = new ManualClock();
+  const pki = makePki(t, [A]);
+  const pa = await tlsBackend(t, pki, A);
+  const { port, registry } = await startGateway(
+    t,
+    [`${A}=127.0.0.1:${pa}`],
+    { idleTimeoutMs: 60_000 },
+    clock,
+  );
+  const quiet = await tlsClient(port, A, pki.ca);
+  const busy = await tlsClient(port, A, pki.ca);
+  t.is(await readLine(quiet), A);
+  t.is(await readLine(busy), A);
+  for (let i = 0; i < 5; i++) {
+    busy.write(`tick ${i}\n`);
+    t.is(await readLine(busy), `tick ${i}`);
+    clock.advance(15_000);
+    if (i === 0) {
+      t.false(quiet.destroyed);
+      const up = /gateway_bytes_total\{class="static",dc="local",direction="to_upstream"\} (\d+)/.exec(
+        registry.render(),
+      );
+      t.true(Number(up?.[1]) > 0, 'bytes of open connections are counted by the sweep, before any close');
+    }
+  }
+  await closed(quiet);
+  t.false(busy.destroyed, 'the busy connection survives');
+  t.regex(registry.render(), /gateway_idle_closed_total 1/);
+  busy.destroy();
+});
+
+test('drain closes connections that never sent a ClientHello at once', async (t) => {
+  const { port, gw } = await startGateway(t, ['x.test=127.0.0.1:1'], { drainTimeoutMs: 60_000 });
+  const c = net.connect(port, '127.0.0.1');
+  await waitFor(() => gw.activeConnections === 1, { what: 'accepted' });
+  await gw.close();
+  await closed(c);
+  t.is(gw.activeConnections, 0);
+});
+
+test('a TCP health check (connect, send nothing, close) counts as empty; a reset mid-hello as malformed', async (t) => {
+  const hello = await captureHello(A);
+  const { port, gw, registry } = await startGateway(t, ['x.test=127.0.0.1:1']);
+  const check = net.connect(port, '127.0.0.1');
+  await new Promise((r) => check.once('connect', r));
+  check.end();
+  await closed(check);
+  const partial = net.connect(port, '127.0.0.1');
+  partial.write(hello.subarray(0, 40));
+  await waitFor(() => gw.activeConnections === 1, { what: 'partial hello accepted' });
+  partial.resetAndDestroy();
+  await waitFor(() => gw.activeConnections === 0, { what: 'cleanup' });
+  const text = registry.render();
+  t.regex(text, /gateway_no_route_total\{reason="empty"\} 1/);
+  t.regex(text, /gateway_no_route_total\{reason="malformed"\} 1/);
+  t.regex(text, /gateway_client_hello_errors_total\{reason="malformed"\} 1/);
+  t.notRegex(text, /gateway_client_hello_errors_total\{reason="empty"\}/);
+});
+
+test('least_conn sends a new connection to the endpoint with fewer open connections', async (t) => {
+  const pki = makePki(t, [A]);
+  const p1 = await tlsBackend(t, pki, A, (s) => void s.write('one\n'));
+  const p2 = await tlsBackend(t, pki, A, (s) => void s.write('two\n'));
+  const { port, gw } = await startGateway(t, [`${A}=127.0.0.1:${p1},127.0.0.1:${p2}`], {
+    balance: 'least_conn',
+  });
+  const held = [await tlsClient(port, A, pki.ca), await tlsClient(port, A, pki.ca)];
+  const first = await Promise.all(held.map(readLine));
+  t.deepEqual(first, ['one', 'two'], 'spread over both');
+  // Close the one on endpoint 2. Round robin would now pick endpoint 1 (its turn); least_conn
+  // must pick endpoint 2, which has no open connection.
+  held[1]!.destroy();
+  await waitFor(() => gw.endpointHealth().find((e) => e.endpoint === `127.0.0.1:${p2}`)?.active === 0, {
+    what: 'gateway saw the close',
+  });
+  const next = await tlsClient(port, A, pki.ca);
+  t.is(await readLine(next), 'two');
+  next.destroy();
+  held[0]!.destroy();
+});
