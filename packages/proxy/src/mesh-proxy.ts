@@ -7,6 +7,7 @@
 // so established connections never drop) and its watches. It never logs keys or tokens, and a
 // bad peer closes that connection, never the proxy.
 
+import { setMaxListeners } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import {
@@ -142,6 +143,7 @@ export class MeshProxy implements Startable {
     private readonly deps: MeshProxyDeps,
   ) {
     this.opts = { ...defaultMeshProxyOptions, ...options };
+    setMaxListeners(0, this.ac.signal); // one listener per watch and per in-flight request
     this.logger = deps.logger.child({ proxy: options.proxyId });
     const r = deps.registry;
     this.m = {
