@@ -396,21 +396,26 @@ export class MeshProxy implements Startable {
     if (this.closed) return;
     try {
       const leaf = await this.deps.sources.fetchLeaf(this.service, this.ac.signal);
-      if (leaf.SerialNumber === this.leaf?.SerialNumber) {
-        // The server has not renewed yet; ask again a little later (the blocking watch also delivers).
-        this.deps.clock.clearTimeout(this.renewTimer);
-        this.renewTimer = this.deps.clock.setTimeout(() => void this.renewNow(why), 5000);
-        this.renewTimer.unref();
-        return;
-      }
-      this.installLeaf(leaf, why);
+      if (leaf.SerialNumber !== this.leaf?.SerialNumber) return this.installLeaf(leaf, why);
+      // The server has not renewed yet (its blocking watch will deliver when it does); look again
+      // after a tenth of the remaining lifetime, not in a tight loop.
+      this.retryRenewal(why);
     } catch (err) {
       if (this.closed) return;
       this.logger.warn({ err: errorMessage(err), why }, 'leaf renewal failed; retrying');
-      this.deps.clock.clearTimeout(this.renewTimer);
-      this.renewTimer = this.deps.clock.setTimeout(() => void this.renewNow(why), 5000);
-      this.renewTimer.unref();
+      this.retryRenewal(why);
     }
+  }
+
+  private retryRenewal(why: string): void {
+    if (this.closed || !this.leaf) return;
+    const remaining = Date.parse(this.leaf.ValidBefore) - this.deps.clock.now();
+    this.deps.clock.clearTimeout(this.renewTimer);
+    this.renewTimer = this.deps.clock.setTimeout(
+      () => void this.renewNow(why),
+      Math.max(1000, remaining * 0.1),
+    );
+    this.renewTimer.unref();
   }
 
   // --- registration and intentions ----------------------------------------------------------------
