@@ -2,7 +2,8 @@
 // (Consul's proxycfg DataSources idea), in Consul's JSON shapes. ApiDataSources implements it over
 // the HTTP API with blocking queries; tests serve the same shapes from an in-test HTTP server.
 
-import { ApiClient, ApiError, type QueryMeta } from '@meshfed/client';
+import type { ApiClient } from '@meshfed/client';
+import { ApiError, type QueryMeta } from '@meshfed/client';
 import {
   backoff,
   MeshError,
