@@ -525,6 +525,9 @@ export class MeshProxy implements Startable {
 
   private onInbound(sock: tls.TLSSocket): void {
     sock.on('error', () => undefined);
+    // Small records must not wait for the ACK of the session tickets TLS 1.3 sends after the
+    // handshake (Nagle + delayed ACK cost ~40 ms per new connection, measured).
+    sock.setNoDelay(true);
     if (!sock.authorized) {
       const err = sock.authorizationError as (Error & { code?: string }) | string | null;
       const code = typeof err === 'string' ? err : (err?.code ?? err?.message ?? '');
@@ -559,7 +562,7 @@ export class MeshProxy implements Startable {
     }
     const appHost = this.reg?.Proxy?.LocalServiceAddress || '127.0.0.1';
     const appPort = this.reg?.Proxy?.LocalServicePort ?? 0;
-    const app = net.connect({ host: appHost, port: appPort });
+    const app = net.connect({ host: appHost, port: appPort, noDelay: true });
     const conn: InboundConn = { tls: sock, app, source, spiffe };
     this.inboundConns.add(conn);
     this.relay('inbound', sock, app, () => this.inboundConns.delete(conn));
