@@ -2,6 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import { freePort, tempDir, waitFor } from '@meshfed/testkit';
 import { TestCa, rootsOf } from './fixtures/test-ca.js';
 import { FakeConsul } from './fixtures/fake-consul.js';
+import { startSniGateway } from './fixtures/sni-gateway.js';
 import {
   dialApp,
   echo,
@@ -248,6 +249,56 @@ test('mesh gateway mode precedence: upstream > registration > service-defaults >
   });
   await waitFor(async () => (await via()).startsWith('direct '), { what: 'upstream none wins' });
   t.is((await dash.proxy.check()).upstreams[0]!.targets[0]!.sni, `counting.default.dc2.internal.${TD}`);
+});
+
+test('across DCs through mesh gateways that only see the SNI: local mode, then remote mode', async (t) => {
+  const { dc1, upPort } = await twoDcs(t, { Datacenter: 'dc2' });
+  const c2 = (dc1.get('/v1/health/connect/counting?dc=dc2') as HealthEntry[])[0]!.Service.Port;
+  const sni = `counting.default.dc2.internal.${TD}`;
+  // dc2's gateway routes the service SNI to the instance; dc1's gateway forwards to dc2's gateway.
+  const remoteGw = await startSniGateway(t, new Map([[sni, c2]]));
+  const localGw = await startSniGateway(t, new Map([[sni, remoteGw.port]]));
+  const gw = (port: number, wan: number): HealthEntry => ({
+    Node: { Node: 'gw', Address: '127.0.0.1' },
+    Service: {
+      ID: 'mesh-gateway',
+      Service: 'mesh-gateway',
+      Kind: 'mesh-gateway',
+      Port: port,
+      TaggedAddresses: {
+        lan: { Address: '127.0.0.1', Port: port },
+        wan: { Address: '127.0.0.1', Port: wan },
+      },
+    },
+    Checks: [{ Status: 'passing' }],
+  });
+  dc1.set('/v1/health/service/mesh-gateway', [gw(localGw.port, localGw.port)]);
+  dc1.set('/v1/internal/federation-states/mesh-gateways', { dc2: [gw(remoteGw.port, remoteGw.port)] });
+  dc1.set('/v1/config/proxy-defaults', [
+    { Kind: 'proxy-defaults', Name: 'global', MeshGateway: { Mode: 'local' } },
+  ]);
+  await waitFor(
+    async () => {
+      await greetingOf(upPort);
+      return localGw.seen.length > 0;
+    },
+    { what: 'a connection through the local gateway' },
+  );
+  t.is(await greetingOf(upPort), 'counting-dc2');
+  t.deepEqual([...new Set([...localGw.seen, ...remoteGw.seen])], [sni]);
+  const before = localGw.seen.length;
+  dc1.set('/v1/config/proxy-defaults', [
+    { Kind: 'proxy-defaults', Name: 'global', MeshGateway: { Mode: 'remote' } },
+  ]);
+  const remoteBefore = remoteGw.seen.length;
+  await waitFor(
+    async () => {
+      const g = await greetingOf(upPort);
+      return g === 'counting-dc2' && remoteGw.seen.length > remoteBefore && localGw.seen.length === before;
+    },
+    { what: 'straight to the remote gateway' },
+  );
+  t.pass();
 });
 
 test('bexpr subset: operators, and/or/not, parens, bad filters rejected', (t) => {
