@@ -84,6 +84,9 @@ export const errorCodes = {
   MESH_ERR_FED_DC_UNKNOWN: { message: 'unknown datacenter', status: 404 },
   MESH_ERR_FED_JOIN_CONFLICT: { message: 'joining would discard local data', status: 409 },
   MESH_ERR_FED_PEER_REJECTED: { message: 'federation peer rejected', status: 403 },
+
+  // --- proxy: sidecar target choice ----------------------------------------------------------
+  MESH_ERR_PROXY_FILTER_INVALID: { message: 'service-resolver subset filter is invalid', status: 400 },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
 export type ErrorCode = keyof typeof errorCodes;

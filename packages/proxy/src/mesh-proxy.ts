@@ -426,8 +426,16 @@ export class MeshProxy implements Startable {
   // --- registration and intentions ----------------------------------------------------------------
 
   private onRegistration(reg: AgentService | undefined): void {
-    if (this.closed || !reg?.Proxy) {
-      if (!reg) this.logger.warn('proxy registration disappeared; keeping the last one');
+    if (this.closed) return;
+    if (!reg?.Proxy) {
+      if (reg) return;
+      if (this.opts.register && this.reg) {
+        // The server lost our instance (restart, anti-entropy): register it again.
+        this.logger.warn('proxy registration disappeared; registering it again');
+        this.register().catch((err: unknown) =>
+          this.logger.warn({ err: errorMessage(err) }, 'cannot re-register the proxy instance'),
+        );
+      } else this.logger.warn('proxy registration disappeared; keeping the last one');
       return;
     }
     this.reg = reg;

@@ -335,5 +335,5 @@ test('bexpr subset: operators, and/or/not, parens, bad filters rejected', (t) =>
     'Service.Meta.version = v1',
     '"unterminated in x',
   ])
-    t.throws(() => compileFilter(bad), { code: 'MESH_ERR_PROXY_REGISTRATION' } as never, bad);
+    t.throws(() => compileFilter(bad), { code: 'MESH_ERR_PROXY_FILTER_INVALID' } as never, bad);
 });

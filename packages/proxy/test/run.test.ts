@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { createLogger } from '@meshfed/core';
-import { freePort, tempDir } from '@meshfed/testkit';
+import { freePort, tempDir, waitFor } from '@meshfed/testkit';
 import { TestCa, rootsOf } from './fixtures/test-ca.js';
 import { setHealth, sidecarEntry, startFake } from './fixtures/mesh.js';
 import { runProxy, type ProxyCheck } from '../src/index.js';
@@ -64,9 +64,14 @@ test('meshfed proxy registers its instance with an alias check, runs until abort
     logger,
     signal: ac.signal,
     env: { MESHFED_HTTP_ADDR: fake.url },
-    onReady: () => ac.abort(),
+    onReady: () => {
+      // the server loses the instance: the proxy registers it again
+      fake.delete('/v1/agent/service/dashboard-sidecar-proxy');
+      void waitFor(() => fake.registrations.length >= 2, { what: 're-registration' }).then(() => ac.abort());
+    },
   });
   t.is(await running, 0);
+  t.is(fake.registrations.length, 2, 'registered at start, and again after the server lost it');
   const r = fake.registrations[0]!;
   t.is(r['Port'], port);
   t.deepEqual(
