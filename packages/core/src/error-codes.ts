@@ -122,6 +122,9 @@ export const errorCodes = {
     message: "the primary's CA does not match the join token's fingerprint",
     status: 403,
   },
+
+  // --- proxy: sidecar target choice ----------------------------------------------------------
+  MESH_ERR_PROXY_FILTER_INVALID: { message: 'service-resolver subset filter is invalid', status: 400 },
 } as const satisfies Record<string, ErrorCodeSpec>;
 
 export type ErrorCode = keyof typeof errorCodes;

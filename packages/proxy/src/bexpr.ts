@@ -16,7 +16,7 @@ type Node =
 type Tok = { t: 'word' | 'str' | 'op' | '(' | ')' | 'sel'; v: string; path?: string[] };
 
 function bad(expr: string, why: string): MeshError {
-  return new MeshError('MESH_ERR_PROXY_REGISTRATION', `filter "${expr}": ${why}`, {
+  return new MeshError('MESH_ERR_PROXY_FILTER_INVALID', `filter "${expr}": ${why}`, {
     details: { filter: expr },
   });
 }

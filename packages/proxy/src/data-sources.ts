@@ -2,8 +2,17 @@
 // (Consul's proxycfg DataSources idea), in Consul's JSON shapes. ApiDataSources implements it over
 // the HTTP API with blocking queries; tests serve the same shapes from an in-test HTTP server.
 
-import { ApiClient, ApiError, type QueryMeta } from '@meshfed/client';
-import { MeshError, type IntentionRule, type Logger } from '@meshfed/core';
+import type { ApiClient } from '@meshfed/client';
+import { ApiError, type QueryMeta } from '@meshfed/client';
+import {
+  backoff,
+  MeshError,
+  sleep,
+  systemClock,
+  type Clock,
+  type IntentionRule,
+  type Logger,
+} from '@meshfed/core';
 
 export type MeshGatewayMode = 'local' | 'remote' | 'none' | '';
 
@@ -154,7 +163,7 @@ export interface ApiDataSourcesOptions {
 export class ApiDataSources implements ProxyDataSources {
   constructor(
     private readonly api: ApiClient,
-    private readonly deps: { logger: Logger },
+    private readonly deps: { logger: Logger; clock?: Clock },
     private readonly options: ApiDataSourcesOptions = {},
   ) {}
 
@@ -191,6 +200,12 @@ export class ApiDataSources implements ProxyDataSources {
     return found[0]!;
   }
 
+  /**
+   * A blocking watch. When `onError` is given the caller turns failures into a value (undefined:
+   * "cannot be read"); the watch then restarts from index 0 after a backoff, because ApiClient's
+   * watch only reports a change of index and a server that comes back at the same index would
+   * otherwise leave the caller stuck on the failure.
+   */
   private run<T>(
     path: string,
     query: Record<string, string | boolean | undefined> | undefined,
@@ -198,16 +213,38 @@ export class ApiDataSources implements ProxyDataSources {
     signal: AbortSignal,
     onError?: (err: unknown) => void,
   ): void {
-    const opts: Parameters<ApiClient['watch']>[2] = {
-      signal,
-      wait: this.options.wait ?? '5m',
-      onError: (err, attempt) => {
-        if (attempt === 0) this.deps.logger.debug({ path, err: String(err) }, 'watch round failed');
-        onError?.(err);
-      },
+    const clock = this.deps.clock ?? systemClock;
+    let attempt = 0;
+    const start = (): void => {
+      if (signal.aborted) return;
+      const round = new AbortController();
+      const stop = (): void => round.abort();
+      signal.addEventListener('abort', stop, { once: true });
+      let failed = false;
+      const opts: Parameters<ApiClient['watch']>[2] = {
+        signal: round.signal,
+        wait: this.options.wait ?? '5m',
+        onError: (err, n) => {
+          if (n === 0) this.deps.logger.debug({ path, err: String(err) }, 'watch round failed');
+          if (!onError || failed) return;
+          failed = true;
+          onError(err);
+          round.abort();
+          signal.removeEventListener('abort', stop);
+          sleep(clock, backoff(attempt++, 250, 30_000), signal).then(start, () => undefined);
+        },
+      };
+      if (query) opts.query = query;
+      void this.api.watch<T>(
+        path,
+        (body, meta) => {
+          attempt = 0;
+          on(body, meta);
+        },
+        opts,
+      );
     };
-    if (query) opts.query = query;
-    void this.api.watch<T>(path, on, opts);
+    start();
   }
 
   watchRegistration(proxyId: string, on: Listener<AgentService | undefined>, signal: AbortSignal): void {

@@ -64,7 +64,7 @@ export async function runProxy(args: readonly string[], deps: RunProxyDeps): Pro
     { clock },
   );
   const logger = deps.logger.child({ component: 'proxy' });
-  const sources = new ApiDataSources(api, { logger });
+  const sources = new ApiDataSources(api, { logger, clock });
   let proxy: MeshProxy | undefined;
   try {
     const proxyId =
