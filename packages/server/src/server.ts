@@ -226,6 +226,9 @@ export class MeshServer {
         )
       : http.createServer(handler);
     const srv = this.httpServer;
+    // Blocking-query clients keep connections idle between rounds; Node's 5 s default would close
+    // them under the client and turn the next request into a reset.
+    srv.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
       srv.listen(o.http.port, o.http.bindAddress, () => {
