@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { silentLogger } from '@meshfed/core';
@@ -119,6 +120,7 @@ try {
     const w = { svc, woke: undefined };
     w.done = req(base, 'GET', `/v1/health/service/${svc}?index=${first.index}&wait=120s`).then(
       () => (w.woke = performance.now()),
+      () => undefined,
     );
     watchers.push(w);
   };

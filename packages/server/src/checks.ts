@@ -108,7 +108,6 @@ export class CheckRunner {
 
   private async aliasLoop(r: Running, serviceId: string): Promise<void> {
     const reader = new CatalogReader(this.deps.store);
-    let from = 0;
     while (!r.abort.signal.aborted) {
       const svc = reader.service(this.node, serviceId);
       const keys = svc
@@ -117,7 +116,7 @@ export class CheckRunner {
             { table: 'services', key: `${this.node}/${serviceId}` },
           ]
         : [{ table: 'services', key: `${this.node}/${serviceId}` }];
-      from = this.deps.store.indexOf(keys);
+      const from = this.deps.store.indexOf(keys);
       let worst: CheckStatus = 'passing';
       let output = `All checks passing for service "${serviceId}"`;
       if (!svc) {

@@ -6,7 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import {
   MeshError,
@@ -161,6 +161,7 @@ export class MeshServer {
   private readonly maxBody: number;
   private httpServer: http.Server | https.Server | undefined;
   private readonly inflight = new Set<AbortController>();
+  private readonly sockets = new Set<Socket>();
   private readonly leaves = new Map<string, IssuedLeaf>();
   private readonly readMemo = new Map<string, { index: number; body: unknown }>();
   private caUnsubscribe: (() => void) | undefined;
@@ -257,6 +258,15 @@ export class MeshServer {
         )
       : http.createServer(handler);
     const srv = this.httpServer;
+    // Blocking-query clients keep connections idle between rounds; Node's 5 s default would close
+    // them under the client and turn the next request into a reset.
+    srv.keepAliveTimeout = 65_000;
+    // Track raw sockets: close() must not wait on a TLS connection that never finished its
+    // handshake (closeAllConnections only knows HTTP connections).
+    srv.on('connection', (sock: Socket) => {
+      this.sockets.add(sock);
+      sock.once('close', () => this.sockets.delete(sock));
+    });
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
       srv.listen(o.http.port, o.http.bindAddress, () => {
@@ -286,6 +296,7 @@ export class MeshServer {
       await new Promise<void>((resolve) => {
         srv.close(() => resolve());
         srv.closeAllConnections();
+        for (const sock of this.sockets) sock.destroy();
       });
     }
     if (this.ownsStore) this.store.close();
