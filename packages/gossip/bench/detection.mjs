@@ -5,6 +5,7 @@
 // false suspicions/deaths, bytes/node/s and CPU. Run after `npm run build`:
 //   node packages/gossip/bench/detection.mjs [--sizes 10,50,200] [--window-s 300] [--seed 1]
 import os from 'node:os';
+import { performance } from 'node:perf_hooks';
 import { SimCluster, seededRandom } from '../dist/src/index.js';
 
 const arg = (name, dflt) => {
