@@ -999,10 +999,37 @@ export class Memberlist {
     }
   }
 
+  /**
+   * memberlist's verifyProtocol: across our alive nodes and the remote ones, every node's current
+   * protocol (memberlist and delegate) must lie within [highest min, lowest max]. An empty remote
+   * Vsn counts as version 0 and fails. Throws, so the push-pull (and a join) fails without merging.
+   */
+  private verifyProtocol(remote: PushNodeState[]): void {
+    // ranges from alive nodes that carry a Vsn; the check covers every node (memberlist's verifyProtocol)
+    const ranged: number[][] = [];
+    for (const r of remote) if (r.state === NodeStateCode.alive && r.vsn.length === 6) ranged.push(r.vsn);
+    for (const n of this.nodes) if (n.state === 'alive' && n.vsn.length === 6) ranged.push(n.vsn);
+    const checked = [
+      ...remote.map((r) => (r.vsn.length === 6 ? r.vsn : [0, 0, 0, 0, 0, 0])),
+      ...this.nodes.filter((n) => n.vsn.length === 6).map((n) => n.vsn),
+    ];
+    for (const [lo, hi, cur, what] of [
+      [0, 1, 2, 'protocol'],
+      [3, 4, 5, 'delegate protocol'],
+    ] as const) {
+      const maxMin = Math.max(0, ...ranged.map((v) => v[lo]!));
+      const minMax = Math.min(255, ...ranged.map((v) => v[hi]!));
+      for (const v of checked)
+        if (v[cur]! < maxMin || v[cur]! > minMax)
+          throw new Error(`${what} version (${v[cur]}) is incompatible: [${maxMin}, ${minMax}]`);
+    }
+  }
+
   private mergeRemote(nodes: PushNodeState[], userState: Buffer, join: boolean): void {
     for (const r of nodes) {
       if (r.vsn.length > 0 && r.vsn.length !== 6) throw new Error('remote Vsn must be 6 bytes');
     }
+    this.verifyProtocol(nodes);
     for (const r of nodes) {
       switch (r.state) {
         case NodeStateCode.alive:

@@ -170,7 +170,7 @@ test.serial(
 );
 
 test.serial(
-  'our crash is seen as failed; restarting under the same name refutes back to alive',
+  'our crash is seen as failed, force-leave makes it left; restarting under the same name refutes back to alive',
   async (t) => {
     const dir = tempDir(t);
     const agent = await startAgent(t, dir, 'agent-d');
@@ -181,6 +181,8 @@ test.serial(
     await first.close(); // crash: no leave
     await agentSees(agent, 'ts-c', 'failed');
     t.regex(agent.log(), /EventMemberFailed: ts-c/);
+    await serf(['force-leave', `-rpc-addr=${agent.rpc}`, 'ts-c']);
+    await agentSees(agent, 'ts-c', 'left');
     const second = await ours(t, { nodeName: 'ts-c', bindPort: port });
     await second.join([`127.0.0.1:${agent.port}`]);
     await agentSees(agent, 'ts-c', 'alive');

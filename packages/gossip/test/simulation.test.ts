@@ -2,7 +2,7 @@
 // failure detection, false positives under loss with a slow node, and a partition that heals.
 // Seeded, so a failure here reproduces exactly.
 import test from 'ava';
-import { SimCluster } from '../src/index.js';
+import { SimCluster, wire } from '../src/index.js';
 
 test('50 nodes, WAN profile, 10% loss: converge, detect a crash everywhere, no false deaths', async (t) => {
   const c = new SimCluster({ n: 50, profile: 'wan', loss: 0.1, seed: 11 });
@@ -87,4 +87,43 @@ test('leave propagates as left, not failed, and the event dedupe delivers each u
   t.is(c.countStatus(SimCluster.name_(4), 'left'), 9);
   t.is(c.events.filter((e) => e.type === 'member-failed').length, 0);
   await c.close();
+});
+
+test('a push-pull carrying an incompatible protocol version is not merged and is counted', async (t) => {
+  const c = new SimCluster({ n: 2, profile: 'lan', seed: 2 });
+  await c.start();
+  const peer = c.net.transport({ host: '10.9.9.9', port: 7946 });
+  await peer.listen({ packet: () => undefined, stream: () => undefined });
+  const bad = (vsn: number[]) =>
+    wire.encodePushPull({
+      join: true,
+      nodes: [
+        {
+          name: 'old',
+          addr: Buffer.from([10, 9, 9, 9]),
+          port: 7946,
+          meta: Buffer.alloc(0),
+          incarnation: 1,
+          state: 0,
+          vsn,
+        },
+      ],
+      userState: Buffer.alloc(0),
+    });
+  for (const vsn of [
+    [1, 5, 2, 2, 5, 1], // serf protocol 1 < every member's minimum 2
+    [1, 6, 6, 2, 5, 5], // memberlist protocol 6 > every member's maximum 5
+  ]) {
+    const conn = await peer.dial({ host: SimCluster.host(0), port: 7946 }, 1000);
+    conn.write(wire.wrapStream(bad(vsn), true, undefined));
+    const reply = conn.read((b) => wire.parseStream(b, { verifyIncoming: true }), 5000);
+    await c.clock.run(50);
+    const msg = await reply;
+    // like memberlist, the acceptor answers with its own state first, then refuses to merge
+    t.is(msg.type, 'pushPull');
+  }
+  t.is(c.pools[0]!.memberlist.stats.streamErrors, 2);
+  t.false(c.pools[0]!.members().some((m) => m.name === 'old'));
+  await c.close();
+  await peer.close();
 });
