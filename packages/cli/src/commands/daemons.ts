@@ -85,6 +85,7 @@ export function gatewayArgs(
     datacenter: config.datacenter,
     register: !extra.staticOnly && g.register,
     wanAddress: g.wan_address ? hp(g.wan_address) : undefined,
+    lanAddress: g.lan_address ? hp(g.lan_address) : undefined,
     workers: extra.workers ?? g.workers,
     gateway: {
       helloTimeoutMs: g.limits.hello_timeout,
