@@ -240,10 +240,13 @@ export const configSchema = obj('meshfed configuration', {
     admin: address('Admin listener: /metrics, /ready, /routes. Keep it on loopback.', {
       default: '127.0.0.1:19100',
     }),
-    workers: int('Worker processes sharing the listener; 0 = one per CPU core (measure first: on a busy 2-core machine 1 was as fast).', {
-      default: 1,
-      min: 0,
-    }),
+    workers: int(
+      'Worker processes sharing the listener; 0 = one per CPU core (measure first: on a busy 2-core machine 1 was as fast).',
+      {
+        default: 1,
+        min: 0,
+      },
+    ),
     expose_servers: bool('Carry server-to-server federation traffic (server SNI names).', { default: true }),
     register: bool('Register the gateway in the catalog (kind mesh-gateway) with a health check.', {
       default: true,

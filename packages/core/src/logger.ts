@@ -4,6 +4,7 @@
 
 import { pino, type DestinationStream, type LevelWithSilent } from 'pino';
 import { createRequire } from 'node:module';
+import type PinoPretty from 'pino-pretty';
 
 export interface LogFn {
   (obj: object, msg?: string): void;
@@ -83,7 +84,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const usePretty = options.pretty ?? (options.destination === undefined && process.stdout.isTTY === true);
   if (usePretty) {
     // Loaded only for a terminal: daemons under a supervisor never pay its ~10 MB.
-    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
     const stream = pretty({
       colorize: true,
       sync: true,

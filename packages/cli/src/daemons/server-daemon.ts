@@ -131,7 +131,8 @@ export async function startServerDaemon(
     await serverTls.refresh();
     closers.push(() => serverTls.close());
     const catalog = new CatalogReader(store);
-    let server: MeshServer | undefined;
+    // the federation hands forwarded requests to the server, which is built after it
+    const late: { server?: MeshServer } = {};
     const federation = new Federation(
       {
         datacenter: dc,
@@ -158,8 +159,8 @@ export async function startServerDaemon(
         registry,
         localExport: () => localExport(catalog),
         forwardHandler: async (req) => {
-          if (!server) throw new Error('server not started');
-          return server.handleForwarded(fromWire(req));
+          if (!late.server) throw new Error('server not started');
+          return late.server.handleForwarded(fromWire(req));
         },
       },
     );
@@ -168,7 +169,7 @@ export async function startServerDaemon(
     closers.push(() => federation.close());
 
     // 5. HTTP API
-    server = new MeshServer(
+    const server = new MeshServer(
       {
         datacenter: dc,
         primaryDatacenter: primary,
@@ -210,7 +211,8 @@ export async function startServerDaemon(
     );
     mountOperatorRoutes(server, { ca, gossip, federation, registry, config });
     await server.start();
-    closers.push(() => server!.close());
+    late.server = server;
+    closers.push(() => server.close());
     // a change in the local catalog (a gateway, an instance's health) goes to the other DCs now
     const exportWatch = new AbortController();
     closers.push(() => exportWatch.abort());
@@ -226,19 +228,17 @@ export async function startServerDaemon(
     const client = new ApiClient({ address: server.httpAddress(), token: config.acl.tokens.management });
     await registerConfiguredServices(client, config);
 
-    deps
-      .logger('server')
-      .info(
-        {
-          dc,
-          primary,
-          node,
-          http: server.httpAddress(),
-          federation: fedAddr,
-          gossip: `${config.bind_addr}:${config.ports.serf_wan}`,
-        },
-        'meshfed server ready',
-      );
+    deps.logger('server').info(
+      {
+        dc,
+        primary,
+        node,
+        http: server.httpAddress(),
+        federation: fedAddr,
+        gossip: `${config.bind_addr}:${config.ports.serf_wan}`,
+      },
+      'meshfed server ready',
+    );
     return { server, ca, gossip, federation, registry, close: closeAll };
   } catch (err) {
     await closeAll();
