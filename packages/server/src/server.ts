@@ -131,6 +131,7 @@ export class MeshServer {
   private httpServer: http.Server | https.Server | undefined;
   private readonly inflight = new Set<AbortController>();
   private readonly sockets = new Set<Socket>();
+  private readonly encoded = new WeakMap<object, Buffer>();
   private readonly leaves = new Map<string, IssuedLeaf>();
   private readonly readMemo = new Map<string, { index: number; body: unknown }>();
   private caUnsubscribe: (() => void) | undefined;
@@ -344,7 +345,7 @@ export class MeshServer {
 
   private send(res: ServerResponse, out: ApiResponse, method: string): void {
     const headers: Record<string, string | number> = { ...out.headers };
-    const body = out.text ? Buffer.from(String(out.body)) : Buffer.from(JSON.stringify(out.body ?? null));
+    const body = out.text ? Buffer.from(String(out.body)) : this.serialize(out.body);
     headers['content-type'] = out.text ? 'text/plain; charset=utf-8' : 'application/json';
     headers['content-length'] = body.length;
     if (method === 'GET' || method === 'HEAD') {
@@ -355,6 +356,17 @@ export class MeshServer {
     }
     res.writeHead(out.status ?? 200, headers);
     res.end(method === 'HEAD' ? undefined : body);
+  }
+
+  /** JSON bytes of a body; memoised per object so watchers woken together share one encoding. */
+  private serialize(body: unknown): Buffer {
+    if (body === null || typeof body !== 'object') return Buffer.from(JSON.stringify(body ?? null));
+    let buf = this.encoded.get(body);
+    if (!buf) {
+      buf = Buffer.from(JSON.stringify(body));
+      this.encoded.set(body, buf);
+    }
+    return buf;
   }
 
   private async forward(
