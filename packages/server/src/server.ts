@@ -426,11 +426,11 @@ export class MeshServer {
 
     // catalog
     put('/v1/catalog/register', async (req) => {
-      this.write(catalogRegisterOps(this.store, await req.body(), o.datacenter));
+      await this.store.writeAsync(catalogRegisterOps(this.store, await req.body(), o.datacenter));
       return { body: true };
     });
     put('/v1/catalog/deregister', async (req) => {
-      this.write(catalogDeregisterOps(this.store, await req.body()));
+      await this.store.writeAsync(catalogDeregisterOps(this.store, await req.body()));
       return { body: true };
     });
     get('/v1/catalog/datacenters', () => ({
@@ -509,7 +509,7 @@ export class MeshServer {
       },
     }));
     put('/v1/agent/service/register', async (req) => {
-      this.agentRegister(await req.body());
+      await this.agentRegister(await req.body());
       return { body: null };
     });
     put('/v1/agent/service/deregister/:id', (req) => {
@@ -804,7 +804,9 @@ export class MeshServer {
     return out;
   }
 
-  private agentRegister(body: unknown): void {
+  // Catalog and agent registrations go through group commit (the high-volume writes); writes that
+  // check something and then write (intentions, CAS) stay synchronous so nothing interleaves.
+  private async agentRegister(body: unknown): Promise<void> {
     const node = this.options.nodeName;
     const b = obj(body, 'body');
     const svc = parseService(b, '', 'Name');
@@ -905,7 +907,7 @@ export class MeshServer {
       }
       ops.push(...checkOps(c));
     }
-    this.write(ops);
+    await this.store.writeAsync(ops);
     for (const c of checks) this.checks.sync(c);
   }
 
