@@ -162,6 +162,7 @@ export class MeshServer {
   private httpServer: http.Server | https.Server | undefined;
   private readonly inflight = new Set<AbortController>();
   private readonly sockets = new Set<Socket>();
+  private readonly encoded = new WeakMap<object, Buffer>();
   private readonly leaves = new Map<string, IssuedLeaf>();
   private readonly readMemo = new Map<string, { index: number; body: unknown }>();
   private caUnsubscribe: (() => void) | undefined;
@@ -394,6 +395,9 @@ export class MeshServer {
   private serialize(out: ApiResponse, method: string): { headers: Record<string, string>; body: Buffer } {
     const headers: Record<string, string> = { ...out.headers };
     const body = out.text ? Buffer.from(String(out.body)) : Buffer.from(JSON.stringify(out.body ?? null));
+  private send(res: ServerResponse, out: ApiResponse, method: string): void {
+    const headers: Record<string, string | number> = { ...out.headers };
+    const body = out.text ? Buffer.from(String(out.body)) : this.serialize(out.body);
     headers['content-type'] = out.text ? 'text/plain; charset=utf-8' : 'application/json';
     headers['content-length'] = String(body.length);
     if (method === 'GET' || method === 'HEAD') {
@@ -455,6 +459,15 @@ export class MeshServer {
     } finally {
       this.inflight.delete(ac);
     }
+  /** JSON bytes of a body; memoised per object so watchers woken together share one encoding. */
+  private serialize(body: unknown): Buffer {
+    if (body === null || typeof body !== 'object') return Buffer.from(JSON.stringify(body ?? null));
+    let buf = this.encoded.get(body);
+    if (!buf) {
+      buf = Buffer.from(JSON.stringify(body));
+      this.encoded.set(body, buf);
+    }
+    return buf;
   }
 
   private async forward(
@@ -517,11 +530,11 @@ export class MeshServer {
 
     // catalog
     put('/v1/catalog/register', async (req) => {
-      this.write(catalogRegisterOps(this.store, await req.body(), o.datacenter));
+      await this.store.writeAsync(catalogRegisterOps(this.store, await req.body(), o.datacenter));
       return { body: true };
     });
     put('/v1/catalog/deregister', async (req) => {
-      this.write(catalogDeregisterOps(this.store, await req.body()));
+      await this.store.writeAsync(catalogDeregisterOps(this.store, await req.body()));
       return { body: true };
     });
     get('/v1/catalog/datacenters', () => ({
@@ -600,7 +613,7 @@ export class MeshServer {
       },
     }));
     put('/v1/agent/service/register', async (req) => {
-      this.agentRegister(await req.body());
+      await this.agentRegister(await req.body());
       return { body: null };
     });
     put('/v1/agent/service/deregister/:id', (req) => {
@@ -898,7 +911,9 @@ export class MeshServer {
     return out;
   }
 
-  private agentRegister(body: unknown): void {
+  // Catalog and agent registrations go through group commit (the high-volume writes); writes that
+  // check something and then write (intentions, CAS) stay synchronous so nothing interleaves.
+  private async agentRegister(body: unknown): Promise<void> {
     const node = this.options.nodeName;
     const b = obj(body, 'body');
     const svc = parseService(b, '', 'Name');
@@ -999,7 +1014,7 @@ export class MeshServer {
       }
       ops.push(...checkOps(c));
     }
-    this.write(ops);
+    await this.store.writeAsync(ops);
     for (const c of checks) this.checks.sync(c);
   }
 

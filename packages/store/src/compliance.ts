@@ -142,3 +142,31 @@ export function storeCompliance(
     t.deepEqual(s.getBlob('ca'), { roots: [1, 2] });
   });
 }
+
+export function storeGroupCommitCompliance(
+  test: TestFn,
+  name: string,
+  make: (t: { teardown(fn: () => void): void }) => Store,
+): void {
+  test(`${name}: writeAsync groups concurrent writes, each with its own index; a CAS failure fails only its own`, async (t) => {
+    const s = make(t);
+    t.teardown(() => s.close());
+    const start = s.currentIndex();
+    const results = await Promise.allSettled([
+      s.writeAsync([{ table: 'x', key: 'a', op: 'put', value: 1 }]),
+      s.writeAsync([{ table: 'x', key: 'b', op: 'put', value: 2, cas: 99 }]),
+      s.writeAsync([{ table: 'x', key: 'c', op: 'put', value: 3 }]),
+      s.writeAsync([{ table: 'x', key: 'a', op: 'put', value: 1 }]),
+    ]);
+    t.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled', 'fulfilled'],
+    );
+    const idx = results.map((r) => (r.status === 'fulfilled' ? r.value : -1));
+    t.deepEqual(idx, [start + 1, -1, start + 2, start + 2]);
+    t.true(isMeshError((results[1] as PromiseRejectedResult).reason, 'MESH_ERR_STORE_CAS_FAILED'));
+    t.is(s.get('x', 'b'), undefined);
+    t.is(s.get('x', 'c')?.modifyIndex, start + 2);
+    t.is(s.currentIndex(), start + 2);
+  });
+}

@@ -7,4 +7,4 @@
 export * from './types.js';
 export * from './sqlite-store.js';
 export * from './watchers.js';
-export { storeCompliance } from './compliance.js';
+export { storeCompliance, storeGroupCommitCompliance } from './compliance.js';

@@ -81,6 +81,11 @@ export class SqliteStore implements Store {
   private index: number;
   private reaper: ReturnType<Clock['setInterval']> | undefined;
   private closed = false;
+  private readonly pending: {
+    ops: readonly WriteOp[];
+    resolve: (i: number) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
   private readonly stmts;
 
   constructor(options: SqliteStoreOptions, deps: SqliteStoreDeps) {
@@ -185,50 +190,98 @@ export class SqliteStore implements Store {
 
   write(ops: readonly WriteOp[]): number {
     this.assertOpen();
-    const touched: { keys: string[] }[] = [];
+    const touched: string[] = [];
     const next = this.index + 1;
-    const now = this.clock.now();
-    const tx = this.db.transaction(() => {
-      let changed = 0;
-      for (const op of ops) {
-        const existing = this.stmts.get.get(op.table, op.key);
-        if (op.cas !== undefined) {
-          const ok = op.cas === 0 ? !existing : existing?.modify_index === op.cas;
-          if (!ok)
-            throw new MeshError(
-              'MESH_ERR_STORE_CAS_FAILED',
-              `check-and-set failed for ${op.table}/${op.key}: expected ModifyIndex ${op.cas}, found ${existing?.modify_index ?? 'no entry'}`,
-            );
-        }
-        if (op.op === 'put') {
-          const json = JSON.stringify(op.value ?? null);
-          const secondary = op.secondary ?? '';
-          if (existing && existing.value === json && existing.secondary === secondary) continue;
-          this.stmts.upsert.run(op.table, op.key, json, secondary, existing?.create_index ?? next, next);
-          const secs =
-            existing && existing.secondary !== secondary ? [secondary, existing.secondary] : [secondary];
-          this.stmts.addChange.run(next, op.table, op.key, 'put', json, JSON.stringify(secs), now);
-          touched.push({ keys: touchedKeys(op.table, op.key, secs) });
-        } else {
-          if (!existing) continue;
-          this.stmts.del.run(op.table, op.key);
-          const secs = [existing.secondary];
-          this.stmts.addChange.run(next, op.table, op.key, 'delete', null, JSON.stringify(secs), now);
-          touched.push({ keys: touchedKeys(op.table, op.key, secs) });
-        }
-        changed++;
-      }
-      if (changed > 0) this.stmts.setMeta.run('index', String(next));
-      return changed;
-    });
-    const changed = tx();
+    const changed = this.db.transaction(() => this.applyOps(ops, next, this.clock.now(), touched))();
     if (changed === 0) return this.index;
     this.index = next;
-    this.watches.changed(
-      touched.flatMap((t) => t.keys),
-      next,
-    );
+    this.watches.changed(touched, next);
     return next;
+  }
+
+  /**
+   * Group commit: write() for callers that can wait a moment. Every op set queued in the same turn
+   * of the event loop is applied in one SQLite transaction (one fsync), each in its own savepoint
+   * with its own index, so a failed check-and-set fails only its own set. Resolves after the commit.
+   */
+  writeAsync(ops: readonly WriteOp[]): Promise<number> {
+    this.assertOpen();
+    return new Promise((resolve, reject) => {
+      this.pending.push({ ops, resolve, reject });
+      if (this.pending.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private flush(): void {
+    const batch = this.pending.splice(0);
+    if (batch.length === 0) return;
+    if (this.closed) {
+      for (const b of batch) b.reject(new MeshError('MESH_ERR_CLOSED', 'the store is closed'));
+      return;
+    }
+    const results: ({ index: number; touched: string[] } | { error: unknown })[] = [];
+    let index = this.index;
+    const now = this.clock.now();
+    try {
+      this.db.transaction(() => {
+        for (const b of batch) {
+          const touched: string[] = [];
+          try {
+            const next = index + 1;
+            const changed = this.db.transaction(() => this.applyOps(b.ops, next, now, touched))();
+            if (changed > 0) index = next;
+            results.push({ index: changed > 0 ? next : index, touched });
+          } catch (error) {
+            results.push({ error });
+          }
+        }
+      })();
+    } catch (err) {
+      for (const b of batch) b.reject(err);
+      return;
+    }
+    this.index = index;
+    batch.forEach((b, i) => {
+      const r = results[i]!;
+      if ('error' in r) return b.reject(r.error);
+      if (r.touched.length > 0) this.watches.changed(r.touched, r.index);
+      b.resolve(r.index);
+    });
+  }
+
+  /** Apply one op set inside the caller's transaction at index `next`; returns how many changed. */
+  private applyOps(ops: readonly WriteOp[], next: number, now: number, touched: string[]): number {
+    let changed = 0;
+    for (const op of ops) {
+      const existing = this.stmts.get.get(op.table, op.key);
+      if (op.cas !== undefined) {
+        const ok = op.cas === 0 ? !existing : existing?.modify_index === op.cas;
+        if (!ok)
+          throw new MeshError(
+            'MESH_ERR_STORE_CAS_FAILED',
+            `check-and-set failed for ${op.table}/${op.key}: expected ModifyIndex ${op.cas}, found ${existing?.modify_index ?? 'no entry'}`,
+          );
+      }
+      if (op.op === 'put') {
+        const json = JSON.stringify(op.value ?? null);
+        const secondary = op.secondary ?? '';
+        if (existing && existing.value === json && existing.secondary === secondary) continue;
+        this.stmts.upsert.run(op.table, op.key, json, secondary, existing?.create_index ?? next, next);
+        const secs =
+          existing && existing.secondary !== secondary ? [secondary, existing.secondary] : [secondary];
+        this.stmts.addChange.run(next, op.table, op.key, 'put', json, JSON.stringify(secs), now);
+        touched.push(...touchedKeys(op.table, op.key, secs));
+      } else {
+        if (!existing) continue;
+        this.stmts.del.run(op.table, op.key);
+        const secs = [existing.secondary];
+        this.stmts.addChange.run(next, op.table, op.key, 'delete', null, JSON.stringify(secs), now);
+        touched.push(...touchedKeys(op.table, op.key, secs));
+      }
+      changed++;
+    }
+    if (changed > 0) this.stmts.setMeta.run('index', String(next));
+    return changed;
   }
 
   indexOf(keys: readonly WatchKey[]): number {
@@ -376,6 +429,7 @@ export class SqliteStore implements Store {
 
   close(): void {
     if (this.closed) return;
+    this.flush();
     this.closed = true;
     this.clock.clearInterval(this.reaper);
     this.reaper = undefined;

@@ -62,6 +62,8 @@ export interface Store {
    * do not move for idempotent writes either, which keeps blocking queries from waking for nothing.
    */
   write(ops: readonly WriteOp[]): number;
+  /** Like write(), but may share one commit (one fsync) with other writes of the same moment. */
+  writeAsync(ops: readonly WriteOp[]): Promise<number>;
   /** The highest index at which anything under these watch keys changed (>= 1). */
   indexOf(keys: readonly WatchKey[]): number;
   /** Resolve with the new index once anything under `keys` changed after `fromIndex`. */

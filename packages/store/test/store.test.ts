@@ -3,9 +3,14 @@ import { join } from 'node:path';
 import { statSync } from 'node:fs';
 import { silentLogger } from '@meshfed/core';
 import { ManualClock, tempDir } from '@meshfed/testkit';
-import { SqliteStore, storeCompliance } from '../src/index.js';
+import { SqliteStore, storeCompliance, storeGroupCommitCompliance } from '../src/index.js';
 
 storeCompliance(
+  test,
+  'sqlite file',
+  (t) => new SqliteStore({ path: join(tempDir(t), 'state.db') }, { logger: silentLogger }),
+);
+storeGroupCommitCompliance(
   test,
   'sqlite file',
   (t) => new SqliteStore({ path: join(tempDir(t), 'state.db') }, { logger: silentLogger }),
