@@ -96,7 +96,7 @@ test.serial('the dashboard in dc1 reaches counting in dc2 through both gateways'
     const metrics = await (await fetch(`http://${tb.dc(dc).config.gateway.admin}/metrics`)).text();
     const total = metrics
       .split('\n')
-      .filter((l) => l.startsWith('meshfed_gateway_connections_total'))
+      .filter((l) => l.startsWith('gateway_connections_total'))
       .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
     t.true(total > 0, `${dc} gateway counted the connection`);
   }

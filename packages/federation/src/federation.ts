@@ -15,6 +15,7 @@ import {
   backoff,
   errorMessage,
   nameProblem,
+  parseDuration,
   systemClock,
   toMeshError,
   type Clock,
@@ -742,7 +743,15 @@ export class Federation {
         'MESH_ERR_FED_DC_UNKNOWN',
         `no channel to datacenter ${dc}; is it up and federated?`,
       );
-    return peer.request<ForwardedResponse>('forward', req);
+    // A blocking read waits up to `wait` (Consul: default 5 min, max 10, plus jitter of wait/16)
+    // on the remote server: the request may take that long, and no longer.
+    const q = req.query ?? {};
+    let waitMs = 0;
+    if (q['index'] !== undefined) {
+      const parsed = q['wait'] !== undefined ? parseDuration(q['wait']) : undefined;
+      waitMs = Math.min(parsed?.ok ? parsed.value : 300_000, 600_000) * (17 / 16);
+    }
+    return peer.request<ForwardedResponse>('forward', req, waitMs + this.options.channel.requestTimeoutMs);
   }
 
   // --- federated CA --------------------------------------------------------------------------

@@ -394,10 +394,7 @@ export class MeshServer {
 
   private serialize(out: ApiResponse, method: string): { headers: Record<string, string>; body: Buffer } {
     const headers: Record<string, string> = { ...out.headers };
-    const body = out.text ? Buffer.from(String(out.body)) : Buffer.from(JSON.stringify(out.body ?? null));
-  private send(res: ServerResponse, out: ApiResponse, method: string): void {
-    const headers: Record<string, string | number> = { ...out.headers };
-    const body = out.text ? Buffer.from(String(out.body)) : this.serialize(out.body);
+    const body = out.text ? Buffer.from(String(out.body)) : this.encodeBody(out.body);
     headers['content-type'] = out.text ? 'text/plain; charset=utf-8' : 'application/json';
     headers['content-length'] = String(body.length);
     if (method === 'GET' || method === 'HEAD') {
@@ -459,8 +456,10 @@ export class MeshServer {
     } finally {
       this.inflight.delete(ac);
     }
+  }
+
   /** JSON bytes of a body; memoised per object so watchers woken together share one encoding. */
-  private serialize(body: unknown): Buffer {
+  private encodeBody(body: unknown): Buffer {
     if (body === null || typeof body !== 'object') return Buffer.from(JSON.stringify(body ?? null));
     let buf = this.encoded.get(body);
     if (!buf) {
