@@ -34,7 +34,7 @@ async function startAgent(
     'sh',
     [
       '-c',
-      `exec timeout 90 serf agent -node=${name} -bind=127.0.0.1:${port} -rpc-addr=${rpc} -log-level=debug ${extra.map((a) => `'${a}'`).join(' ')} > ${logFile} 2>&1`,
+      `exec timeout -s KILL 90 serf agent -node=${name} -bind=127.0.0.1:${port} -rpc-addr=${rpc} -log-level=debug ${extra.map((a) => `'${a}'`).join(' ')} > ${logFile} 2>&1`,
     ],
     { stdio: 'ignore' },
   );
@@ -43,7 +43,9 @@ async function startAgent(
     if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
     await exited;
   };
-  t.teardown(() => stop('SIGKILL'));
+  // timeout(1) forwards TERM to serf (SIGKILL on timeout itself would orphan the agent); and it
+  // SIGKILLs the agent at 90 s if everything else fails.
+  t.teardown(() => stop('SIGTERM'));
   await waitFor(async () => (await run('serf', ['members', `-rpc-addr=${rpc}`])).stdout.includes(name), {
     timeoutMs: 15_000,
     what: `serf agent ${name} RPC`,
