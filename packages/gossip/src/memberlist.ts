@@ -707,6 +707,7 @@ export class Memberlist {
   }
 
   private rawSend(to: Addr, msg: Buffer, node?: NodeEntry): void {
+    if (this.closed) return;
     let b = msg;
     if (this.cfg.enableCompression) {
       const c = compressMsg(msg);

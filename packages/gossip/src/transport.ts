@@ -95,6 +95,7 @@ export class NetTransport implements Transport {
   private udp: Socket | undefined;
   private tcp: Server | undefined;
   private readonly sockets = new Set<TcpSocket>();
+  private closed = false;
 
   constructor(
     private readonly bind: Addr,
@@ -126,7 +127,12 @@ export class NetTransport implements Transport {
   }
 
   sendPacket(to: Addr, buf: Buffer): void {
-    this.udp?.send(buf, to.port, to.host, () => undefined);
+    if (this.closed || !this.udp) return;
+    try {
+      this.udp.send(buf, to.port, to.host, () => undefined);
+    } catch {
+      // socket closing underneath a late timer: a lost packet, as UDP allows
+    }
   }
 
   dial(to: Addr, timeoutMs: number): Promise<StreamConn> {
@@ -168,6 +174,7 @@ export class NetTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const s of this.sockets) s.destroy();
     await Promise.all([
       new Promise<void>((res) => (this.tcp ? this.tcp.close(() => res()) : res())),

@@ -3,7 +3,7 @@
 // timeout(1) and stopped by PID. Real time, generous bounds: the machine is shared.
 import test from 'ava';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { silentLogger, systemClock } from '@meshfed/core';
@@ -30,24 +30,41 @@ async function startAgent(
   const rpcPort = await freePort();
   const rpc = `127.0.0.1:${rpcPort}`;
   const logFile = join(dir, `${name}.log`);
-  const proc = spawn(
-    'sh',
-    [
-      '-c',
-      `exec timeout 90 serf agent -node=${name} -bind=127.0.0.1:${port} -rpc-addr=${rpc} -log-level=debug ${extra.map((a) => `'${a}'`).join(' ')} > ${logFile} 2>&1`,
-    ],
-    { stdio: 'ignore' },
-  );
+  const out = openSync(logFile, 'a');
+  // timeout(1) bounds the agent even if this worker dies; we signal the serf process itself by
+  // PID (a signal to timeout is not reliably passed on, and SIGKILL to it would orphan serf).
+  const args = [
+    '-s',
+    'KILL',
+    '90',
+    'serf',
+    'agent',
+    `-node=${name}`,
+    `-bind=127.0.0.1:${port}`,
+    `-rpc-addr=${rpc}`,
+  ];
+  const proc = spawn('timeout', [...args, '-log-level=debug', ...extra], { stdio: ['ignore', out, out] });
+  closeSync(out);
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const agentPid: { serf?: number } = {};
   const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    if (agentPid.serf === undefined) proc.kill('SIGTERM');
+    else process.kill(agentPid.serf, signal);
+    const late = setTimeout(() => {
+      if (agentPid.serf !== undefined) process.kill(agentPid.serf, 'SIGKILL');
+    }, 10_000);
     await exited;
+    clearTimeout(late);
   };
-  t.teardown(() => stop('SIGKILL'));
+  t.teardown(() => stop('SIGTERM'));
   await waitFor(async () => (await run('serf', ['members', `-rpc-addr=${rpc}`])).stdout.includes(name), {
     timeoutMs: 15_000,
     what: `serf agent ${name} RPC`,
   });
+  agentPid.serf = Number((await run('pgrep', ['-P', String(proc.pid)])).stdout.trim().split('\n')[0]);
+  if (!Number.isInteger(agentPid.serf) || agentPid.serf <= 0)
+    throw new Error('could not find the serf agent PID');
   return { proc, port, rpc, log: () => readFileSync(logFile, 'utf8'), stop };
 }
 
