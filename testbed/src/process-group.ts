@@ -43,6 +43,8 @@ function installExitHook(): void {
 
 export class ProcessGroup {
   private readonly procs = new Map<string, ManagedProcess>();
+  /** Every child this group started and that has not exited, named or not. */
+  private readonly children = new Map<ChildProcess, string>();
 
   constructor(
     readonly logDir: string,
@@ -64,9 +66,11 @@ export class ProcessGroup {
     closeSync(fd);
     if (child.pid === undefined) throw new Error(`could not start ${spec.name}: ${spec.command}`);
     live.add(child);
+    this.children.set(child, spec.name);
     const exited = new Promise<number | string>((resolve) => {
       child.once('exit', (code, signal) => {
         live.delete(child);
+        this.children.delete(child);
         const managed = this.procs.get(spec.name);
         if (managed?.child === child) this.procs.delete(spec.name);
         this.saveState();
@@ -112,6 +116,19 @@ export class ProcessGroup {
   /** Stop everything, in reverse start order. */
   async stopAll(graceMs = 5000): Promise<void> {
     for (const name of [...this.procs.keys()].reverse()) await this.stop(name, graceMs);
+    // Anything still running (a process replaced under its name, say) is killed outright, so
+    // the caller's event loop can end and nothing is left behind.
+    const rest = [...this.children.keys()];
+    for (const c of rest) {
+      stopping.add(c);
+      c.kill('SIGKILL');
+    }
+    await Promise.all(
+      rest.map(
+        (c) =>
+          new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.once('exit', r))),
+      ),
+    );
   }
 
   /** The last lines of a process's log, for failure messages. */

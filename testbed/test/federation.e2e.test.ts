@@ -3,9 +3,11 @@
 // federation is brought up once; the tests run in order against it, as an operator would.
 
 import test from 'ava';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { freePort } from '@meshfed/testkit';
 import {
   Testbed,
@@ -233,5 +235,61 @@ test.serial(
     const dcsSeen = await tb.api<string[]>(tb.primary, '/v1/catalog/datacenters');
     t.true(dcsSeen.includes('dc4'), `primary sees ${dcsSeen.join(',')}`);
     t.log(`dc4 joined and replicated in ${Date.now() - started} ms`);
+  },
+);
+
+test.serial('a write sent to a secondary lands in the primary and comes back to every DC', async (t) => {
+  const dc2 = tb.dc('dc2');
+  await tb.meshfed(['intention', 'create', '-deny', 'batch', 'counting', '--http-addr', dc2.httpAddr]);
+  for (const dc of [tb.primary, dc2, tb.dc('dc3')]) {
+    await waitUntil(async () => {
+      const list = await tb.api<{ SourceName: string; Action: string }[]>(dc, '/v1/connect/intentions');
+      return list.some((i) => i.SourceName === 'batch' && i.Action === 'deny') ? true : undefined;
+    }, 10_000);
+  }
+  t.pass();
+});
+
+test.serial(
+  "a dc2 leaf verifies with openssl against dc1's trust bundle, through dc2's intermediate",
+  async (t) => {
+    const out = join(work, 'leaf-dc2');
+    await tb.meshfed(['ca', 'leaf', 'counting', '--out', out, '--http-addr', tb.dc('dc2').httpAddr]);
+    const bundle = join(work, 'bundle-dc1.pem');
+    writeFileSync(bundle, await tb.meshfed(['ca', 'roots', '--pem', '--http-addr', tb.primary.httpAddr]));
+    const leafPems = readFileSync(join(out, 'leaf.pem'), 'utf8');
+    t.true((leafPems.match(/BEGIN CERTIFICATE/g)?.length ?? 0) >= 2, 'the leaf comes with its intermediate');
+    const { stdout } = await promisify(execFile)('openssl', [
+      'verify',
+      '-CAfile',
+      bundle,
+      '-untrusted',
+      join(out, 'leaf.pem'),
+      join(out, 'leaf.pem'),
+    ]);
+    t.regex(stdout, /OK/);
+  },
+);
+
+test.serial(
+  'primary stopped: dc2 and dc3 keep serving, still see each other, and calls keep flowing',
+  async (t) => {
+    t.timeout(60_000);
+    await tb.group.stop('server-dc1');
+    const dc2 = tb.dc('dc2');
+    const intentions = await tb.api<unknown[]>(dc2, '/v1/connect/intentions');
+    t.true(intentions.length > 0, 'dc2 still serves the replicated intentions');
+    const dc3Services = await waitUntil(async () => {
+      try {
+        return await tb.api<Record<string, string[]>>(dc2, '/v1/catalog/services?dc=dc3');
+      } catch {
+        return undefined;
+      }
+    }, 20_000);
+    t.truthy(dc3Services['counting'], "dc2 reads dc3's catalog without the primary");
+    const leaf = await tb.api<{ CertPEM: string }>(dc2, '/v1/agent/connect/ca/leaf/counting');
+    t.regex(leaf.CertPEM, /BEGIN CERTIFICATE/, 'dc2 still signs leaves with its intermediate');
+    const r = await callUntil((x) => x.ok, 10_000);
+    t.true(r.ok, 'the data plane does not need the primary');
   },
 );

@@ -201,8 +201,8 @@ export class ApiDataSources implements ProxyDataSources {
   }
 
   /**
-   * A blocking watch. When `onError` is given the caller turns failures into a value (undefined:
-   * "cannot be read"); the watch then restarts from index 0 after a backoff, because ApiClient's
+   * A blocking watch. When `onError` is given the caller turns the server's error answers into a
+   * value (undefined: "cannot be read"); the watch then restarts from index 0 after a backoff, because ApiClient's
    * watch only reports a change of index and a server that comes back at the same index would
    * otherwise leave the caller stuck on the failure.
    */
@@ -226,7 +226,11 @@ export class ApiDataSources implements ProxyDataSources {
         wait: this.options.wait ?? '5m',
         onError: (err, n) => {
           if (n === 0) this.deps.logger.debug({ path, err: String(err) }, 'watch round failed');
-          if (!onError || failed) return;
+          // Only an answer from the server ("that DC cannot be read") makes data unreadable. When
+          // the local server itself is down (restart, primary outage) the last-known targets,
+          // intentions and certificates stay in use and the watch keeps retrying: the data plane
+          // must not stop because the control plane blinked.
+          if (!onError || failed || !(err instanceof ApiError)) return;
           failed = true;
           onError(err);
           round.abort();
