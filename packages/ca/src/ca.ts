@@ -20,6 +20,7 @@ import {
   type Registry,
   type TimerHandle,
 } from '@meshfed/core';
+import type { CaRoot, CaRootsResponse, IssuedLeaf } from '@meshfed/core';
 import {
   akiExt,
   basicConstraintsExt,
@@ -98,42 +99,7 @@ export type LeafIdentity =
   | { kind: 'server'; node: string }
   | { kind: 'mesh-gateway'; partition?: string };
 
-export interface IssuedLeaf {
-  SerialNumber: string;
-  CertPEM: string;
-  PrivateKeyPEM: string;
-  Service: string;
-  ServiceURI: string;
-  ValidAfter: string;
-  ValidBefore: string;
-  Namespace?: string;
-  Partition?: string;
-  CreateIndex: number;
-  ModifyIndex: number;
-}
-
-export interface CaRoot {
-  ID: string;
-  Name: string;
-  SerialNumber: number;
-  SigningKeyID: string;
-  ExternalTrustDomain: string;
-  NotBefore: string;
-  NotAfter: string;
-  RootCert: string;
-  IntermediateCerts: string[] | null;
-  Active: boolean;
-  PrivateKeyType: string;
-  PrivateKeyBits: number;
-  CreateIndex: number;
-  ModifyIndex: number;
-}
-
-export interface CaRootsResponse {
-  ActiveRootID: string;
-  TrustDomain: string;
-  Roots: CaRoot[];
-}
+export type { CaRoot, CaRootsResponse, IssuedLeaf };
 
 export interface CaConfigResponse {
   Provider: 'consul';

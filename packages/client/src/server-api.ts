@@ -2,6 +2,7 @@
 // are Consul's (PascalCase); they are declared here, not imported from the server, so that the
 // client never depends on the server package.
 
+import type { CaRootsResponse } from '@meshfed/core';
 import type { ApiClient, ApiResponse, RequestOptions } from './api-client.js';
 
 export interface CatalogNode {
@@ -199,9 +200,7 @@ export class MeshApi {
   }
 
   // CA
-  caRoots(
-    o?: Opts,
-  ): Promise<ApiResponse<{ ActiveRootID: string; TrustDomain: string; Roots: Record<string, unknown>[] }>> {
+  caRoots(o?: Opts): Promise<ApiResponse<CaRootsResponse>> {
     return this.client.get('/v1/agent/connect/ca/roots', q(o));
   }
   leaf(

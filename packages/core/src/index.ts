@@ -17,3 +17,4 @@ export * from './metrics.js';
 export * from './duration.js';
 export * from './address.js';
 export * from './intentions.js';
+export * from './wire-types.js';

@@ -1,20 +1,10 @@
 // The narrow interfaces federation consumes. Per CONVENTIONS the consumer declares what it needs:
-// the store, the CA and the gossip pool implement these (shapes fixed in helpers/contracts.md).
+// the store, the CA and the gossip pool implement these; the CLI's server daemon adapts them.
 // Nothing here does I/O.
 
-export type ChangeOp = 'put' | 'delete';
+import type { CaRoot, CaRootsResponse, ChangeOp, ChangesSinceResult, StoreChange } from '@meshfed/core';
 
-export interface StoreChange {
-  /** Global index of the write transaction that made it (local to the store that reports it). */
-  index: number;
-  table: string;
-  key: string;
-  op: ChangeOp;
-  /** The row as plain JSON for 'put'. */
-  value?: unknown;
-}
-
-export type ChangesSinceResult = { changes: StoreChange[]; index: number } | { tooOld: true };
+export type { CaRoot, CaRootsResponse, ChangeOp, ChangesSinceResult, StoreChange };
 
 /** What replication needs from the store (packages/store's SqliteStore implements it). */
 export interface ReplicationStore {
@@ -34,30 +24,6 @@ export interface ReplicationStore {
   replicationCursor(source: string): number;
   contentHash(tables: readonly string[]): string;
   watchTables(tables: readonly string[], fromIndex: number, signal: AbortSignal): Promise<number>;
-}
-
-/** Consul's /v1/connect/ca/roots JSON. */
-export interface CaRoot {
-  ID: string;
-  Name: string;
-  SerialNumber: number;
-  SigningKeyID: string;
-  ExternalTrustDomain: string;
-  NotBefore: string;
-  NotAfter: string;
-  RootCert: string;
-  IntermediateCerts: string[] | null;
-  Active: boolean;
-  PrivateKeyType: string;
-  PrivateKeyBits: number;
-  CreateIndex: number;
-  ModifyIndex: number;
-}
-
-export interface CaRootsResponse {
-  ActiveRootID: string;
-  TrustDomain: string;
-  Roots: CaRoot[];
 }
 
 /** What federation needs from the CA (packages/ca's CertificateAuthority implements it). */

@@ -9,7 +9,9 @@ import {
   MeshError,
   sleep,
   systemClock,
+  type CaRootsResponse,
   type Clock,
+  type IssuedLeaf,
   type IntentionRule,
   type Logger,
 } from '@meshfed/core';
@@ -47,30 +49,10 @@ export interface AgentService {
 }
 
 /** /v1/agent/connect/ca/leaf/<service> */
-export interface LeafCert {
-  SerialNumber: string;
-  CertPEM: string;
-  PrivateKeyPEM: string;
-  Service: string;
-  ServiceURI: string;
-  ValidAfter: string;
-  ValidBefore: string;
-  CreateIndex?: number;
-  ModifyIndex?: number;
-}
+export type LeafCert = IssuedLeaf;
 
 /** /v1/agent/connect/ca/roots */
-export interface CaRoots {
-  ActiveRootID: string;
-  TrustDomain: string;
-  Roots: {
-    ID: string;
-    Name?: string;
-    RootCert: string;
-    IntermediateCerts?: string[] | null;
-    Active: boolean;
-  }[];
-}
+export type CaRoots = CaRootsResponse;
 
 /** One element of /v1/health/service|connect/<svc>. */
 export interface HealthEntry {

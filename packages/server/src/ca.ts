@@ -1,6 +1,7 @@
 // What the server needs from the CA (packages/ca's CertificateAuthority satisfies it structurally),
 // and the SQLite-backed CaStateStorage the daemon hands the CA. The server never touches keys.
 
+import type { CaRootsResponse, IssuedLeaf } from '@meshfed/core';
 import type { Store } from '@meshfed/store';
 
 export type LeafIdentity =
@@ -8,23 +9,7 @@ export type LeafIdentity =
   | { kind: 'server'; node: string }
   | { kind: 'mesh-gateway' };
 
-export interface CaRootsResponse {
-  ActiveRootID: string;
-  TrustDomain: string;
-  Roots: Array<Record<string, unknown> & { ID: string; RootCert: string; Active: boolean }>;
-}
-
-export interface IssuedLeaf {
-  SerialNumber: string;
-  CertPEM: string;
-  PrivateKeyPEM: string;
-  Service: string;
-  ServiceURI: string;
-  ValidAfter: string;
-  ValidBefore: string;
-  CreateIndex: number;
-  ModifyIndex: number;
-}
+export type { CaRootsResponse, IssuedLeaf };
 
 export interface ServerCa {
   ready(): boolean;

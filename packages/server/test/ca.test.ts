@@ -27,7 +27,24 @@ class FakeCa implements ServerCa {
     return {
       ActiveRootID: `root-${this.root}`,
       TrustDomain: this.trustDomain,
-      Roots: [{ ID: `root-${this.root}`, RootCert: `PEM ${this.root}`, Active: true }],
+      Roots: [
+        {
+          ID: `root-${this.root}`,
+          Name: 'test root',
+          SerialNumber: this.root,
+          SigningKeyID: '',
+          ExternalTrustDomain: this.trustDomain,
+          NotBefore: '',
+          NotAfter: '',
+          RootCert: `PEM ${this.root}`,
+          IntermediateCerts: null,
+          Active: true,
+          PrivateKeyType: 'ec',
+          PrivateKeyBits: 256,
+          CreateIndex: 1,
+          ModifyIndex: 1,
+        },
+      ],
     };
   }
   issueLeaf(id: LeafIdentity): Promise<IssuedLeaf> {

@@ -2,16 +2,9 @@
 // state store. Rows are plain JSON under (table, key); every write transaction raises one global
 // index; every change is kept in a changelog long enough for watchers and replication to see it.
 
-export type ChangeOp = 'put' | 'delete';
+import type { ChangeOp, StoreChange } from '@meshfed/core';
 
-/** One change as replication and watchers see it (shape fixed by helpers/contracts.md). */
-export interface StoreChange {
-  index: number;
-  table: string;
-  key: string;
-  op: ChangeOp;
-  value?: unknown;
-}
+export type { ChangeOp, StoreChange };
 
 export interface StoredRow<T = unknown> {
   table: string;

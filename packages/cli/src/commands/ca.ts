@@ -2,24 +2,10 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MeshError } from '@meshfed/core';
+import { MeshError, type CaRootsResponse } from '@meshfed/core';
 import type { CommandSpec } from '../command.js';
 
-interface CaRoot {
-  ID: string;
-  Name: string;
-  Active: boolean;
-  NotBefore: string;
-  NotAfter: string;
-  RootCert: string;
-  IntermediateCerts?: string[] | null;
-  PrivateKeyType?: string;
-}
-interface CaRoots {
-  ActiveRootID: string;
-  TrustDomain: string;
-  Roots: CaRoot[];
-}
+type CaRoots = CaRootsResponse;
 
 const roots: CommandSpec = {
   command: 'roots',

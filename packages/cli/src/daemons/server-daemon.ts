@@ -17,7 +17,6 @@ import { errorMessage, Registry, systemClock, type Logger } from '@meshfed/core'
 import {
   Federation,
   type DcExport,
-  type FederationCa,
   type ForwardedRequest,
   type ForwardedResponse,
   type JoinTokenRecord,
@@ -33,7 +32,6 @@ import {
   SqliteCaStateStorage,
   type ForwardRequest,
   type ForwardResponse,
-  type ServerCa,
 } from '@meshfed/server';
 import { SqliteStore } from '@meshfed/store';
 import { mountOperatorRoutes } from './server-routes.js';
@@ -152,7 +150,7 @@ export async function startServerDaemon(
         logger: deps.logger('federation'),
         clock,
         store,
-        ca: ca as unknown as FederationCa,
+        ca,
         tlsMaterial: () => serverTls.material(),
         membership: gossipMembership(gossip),
         tokenStore: new BlobTokenStore(store),
@@ -193,7 +191,7 @@ export async function startServerDaemon(
         clock,
         registry,
         store,
-        ca: ca as unknown as ServerCa,
+        ca,
         remote: {
           datacenters: () =>
             [
