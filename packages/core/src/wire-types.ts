@@ -61,3 +61,18 @@ export interface StoreChange {
 }
 
 export type ChangesSinceResult = { changes: StoreChange[]; index: number } | { tooOld: true };
+
+/**
+ * JSON with object keys sorted at every level and undefined members dropped: equal content gives
+ * equal text, so stores on both ends of replication hash the same rows the same way.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const obj = value as Record<string, unknown>;
+  return `{${Object.keys(obj)
+    .sort()
+    .filter((k) => obj[k] !== undefined)
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
+    .join(',')}}`;
+}

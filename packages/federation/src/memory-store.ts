@@ -2,6 +2,7 @@
 // use it) and the reference the SQLite store follows: one global index, a bounded change log per
 // index, per-source cursors, and watchers woken on every commit.
 
+import { canonicalJson } from '@meshfed/core';
 import { createHash } from 'node:crypto';
 import type { ChangesSinceResult, ReplicationStore, StoreChange } from './interfaces.js';
 
@@ -184,16 +185,4 @@ export class MemoryReplicationStore implements ReplicationStore {
     const touched = new Set(changes.map((c) => c.table));
     for (const w of [...this.watchers]) if (idx > w.from && w.tables.some((t) => touched.has(t))) w.wake(idx);
   }
-}
-
-/** JSON with object keys sorted at every level: the same value always hashes the same. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const obj = value as Record<string, unknown>;
-  return `{${Object.keys(obj)
-    .sort()
-    .filter((k) => obj[k] !== undefined)
-    .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
-    .join(',')}}`;
 }

@@ -1,5 +1,6 @@
 import test from 'ava';
-import { CommitTimes, MemoryReplicationStore, canonicalJson, renderFederationStatus } from '../src/index.js';
+import { canonicalJson } from '@meshfed/core';
+import { CommitTimes, MemoryReplicationStore, renderFederationStatus } from '../src/index.js';
 import { replicationStoreCompliance } from './fixtures/store-compliance.js';
 
 replicationStoreCompliance(test, 'MemoryReplicationStore', () => {

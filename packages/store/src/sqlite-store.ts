@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { MeshError, systemClock, type Clock, type Logger } from '@meshfed/core';
+import { canonicalJson, MeshError, systemClock, type Clock, type Logger } from '@meshfed/core';
 import type { ListOptions, Store, StoreChange, StoredRow, WatchKey, WriteOp } from './types.js';
 import { WatchRegistry, touchedKeys, watchKeyStrings } from './watchers.js';
 
@@ -461,20 +461,6 @@ function toChange(c: ChangeRecord): StoreChange {
   };
   if (c.value !== null) out.value = JSON.parse(c.value) as unknown;
   return out;
-}
-
-/** JSON with object keys sorted, so equal content hashes equally. */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .sort()
-      .filter((k) => o[k] !== undefined)
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v);
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
