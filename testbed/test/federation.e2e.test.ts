@@ -102,6 +102,9 @@ test.serial('the dashboard in dc1 reaches counting in dc2 through both gateways'
       .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
     t.true(total > 0, `${dc} gateway counted the connection`);
   }
+  const routes = await tb.meshfed(['gateway', 'routes', '--admin-addr', tb.dc('dc2').config.gateway.admin]);
+  t.regex(routes, /^counting\.default\.dc2\.internal\.\S+\s+local_service\s+dc2\s+127\.0\.0\.1:\d+/m);
+  t.regex(routes, /remote_dc\s+dc1\s+127\.0\.0\.1:\d+/);
 });
 
 test.serial(

@@ -4,7 +4,7 @@
 
 import { formatIssues, loadConfig, type MeshfedConfig } from '@meshfed/config';
 import { MeshError, type LogLevel } from '@meshfed/core';
-import { runGateway, type GatewayArgs } from '@meshfed/gateway';
+import { formatRoutesTable, runGateway, type GatewayArgs, type RoutesResponse } from '@meshfed/gateway';
 import { runProxy } from '@meshfed/proxy';
 import type { Args, CommandContext, CommandSpec } from '../command.js';
 import { startServerDaemon } from '../daemons/server-daemon.js';
@@ -123,13 +123,6 @@ const gatewayRun: CommandSpec = {
   },
 };
 
-interface RouteRow {
-  sni: string;
-  class: string;
-  datacenter?: string;
-  endpoints: string[];
-}
-
 const gatewayRoutes: CommandSpec = {
   command: 'routes',
   describe: "Print a running gateway's live routing table",
@@ -153,18 +146,9 @@ const gatewayRoutes: CommandSpec = {
         `cannot reach the gateway admin listener at ${admin} (${(err as Error).message}); is the gateway running? pass --admin-addr`,
       );
     }
-    const body = (await res.json()) as { routes?: RouteRow[] } | RouteRow[];
-    const rows = Array.isArray(body) ? body : (body.routes ?? []);
-    ctx.out.table(
-      rows,
-      [
-        { header: 'SNI', value: (r) => r.sni },
-        { header: 'CLASS', value: (r) => r.class },
-        { header: 'DC', value: (r) => r.datacenter },
-        { header: 'ENDPOINTS', value: (r) => r.endpoints.join(',') },
-      ],
-      body,
-    );
+    const body = (await res.json()) as RoutesResponse;
+    if (args.json) ctx.out.data(body);
+    else ctx.out.line(formatRoutesTable(body).trimEnd());
   },
 };
 
