@@ -1,6 +1,7 @@
 // The meshfed executable, run as a real child process the way an operator runs it.
 import test from 'ava';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -82,4 +83,10 @@ test('completion prints a shell script', async (t) => {
   t.is(r.code, 0);
   t.regex(r.stdout, /meshfed/);
   t.regex(r.stdout, /complete|compdef/);
+});
+
+test('docs/cli.md is generated from the command objects and up to date', async (t) => {
+  const { renderCliReference } = await import('../src/reference.js');
+  const committed = readFileSync(`${repo}docs/cli.md`, 'utf8');
+  t.is(committed, renderCliReference(), 'run `npm run docs:cli` and commit docs/cli.md');
 });
