@@ -18,6 +18,7 @@ const run = promisify(execFile);
 let server: ChildProcess;
 let http: string;
 let dir: string;
+const gossipKey = Buffer.alloc(32, 7).toString('base64');
 
 async function meshfed(args: string[]) {
   try {
@@ -48,6 +49,7 @@ test.before(async () => {
       `  serf_wan: ${serfPort}`,
       'gossip:',
       '  profile: local',
+      `  encrypt: ${gossipKey}`,
       'services:',
       '  - name: web',
       '    port: 9999',
@@ -159,6 +161,15 @@ test('members -wan, keygen, keyring -list, event and federation status answer fr
   t.regex(members.stdout, /cli-test\.dc1\s+127\.0\.0\.1:\d+\s+alive\s+dc1\s+meshfed/);
   const key = (await meshfed(['keygen'])).stdout.trim();
   t.is(Buffer.from(key, 'base64').length, 32);
+  // the configured key encrypts the pool; rotate to the new one the way an operator would
+  const listed = await meshfed(['keyring', '-list']);
+  t.regex(listed.stdout, new RegExp(`${gossipKey.replace(/[+/=]/g, '\\$&')}\\s+1/1\\s+yes`));
+  t.is((await meshfed(['keyring', '-install', key])).code, 0);
+  t.is((await meshfed(['keyring', '-use', key])).code, 0);
+  t.is((await meshfed(['keyring', '-remove', gossipKey])).code, 0);
+  const after = (await meshfed(['keyring', '-list'])).stdout;
+  t.regex(after, new RegExp(`${key.replace(/[+/=]/g, '\\$&')}\\s+1/1\\s+yes`));
+  t.notRegex(after, new RegExp(gossipKey.replace(/[+/=]/g, '\\$&')));
   const status = await meshfed(['federation', 'status', '--json']);
   const body = JSON.parse(status.stdout) as { datacenters: { datacenter: string; role: string }[] };
   t.deepEqual(
