@@ -426,6 +426,13 @@ export class MeshProxy implements Startable {
     const [lo, hi] = this.opts.renewFraction;
     const at = after + (before - after) * (lo + (hi - lo) * this.opts.random());
     const delay = Math.max(1000, at - this.deps.clock.now());
+    // Timers hold at most 2^31-1 ms (~24.8 days); a longer wait fired at once (TimeoutOverflowWarning,
+    // seen with the benchmark's 30-day leaves). Wake up at the limit and schedule again.
+    if (delay > MAX_TIMER_MS) {
+      this.renewTimer = this.deps.clock.setTimeout(() => this.scheduleRenewal(), MAX_TIMER_MS);
+      this.renewTimer.unref();
+      return;
+    }
     this.renewTimer = this.deps.clock.setTimeout(() => void this.renewNow('schedule'), delay);
     this.renewTimer.unref();
   }
@@ -451,7 +458,7 @@ export class MeshProxy implements Startable {
     this.deps.clock.clearTimeout(this.renewTimer);
     this.renewTimer = this.deps.clock.setTimeout(
       () => void this.renewNow(why),
-      Math.max(1000, remaining * 0.1),
+      Math.min(MAX_TIMER_MS, Math.max(1000, remaining * 0.1)),
     );
     this.renewTimer.unref();
   }
@@ -613,12 +620,15 @@ export class MeshProxy implements Startable {
 
   /** The peer's service identity, parsed and checked once per certificate (fingerprint). */
   private peerVerdict(sock: tls.TLSSocket): PeerVerdict {
-    const cert = sock.getPeerX509Certificate();
-    if (!cert) return { problem: 'peer presented no certificate', source: NO_SOURCE, spiffe: '' };
+    // getPeerCertificate(false) costs about a third of getPeerX509Certificate() (measured: ~45 vs
+    // ~150 µs per call on this box) and carries the two fields needed here.
+    const cert = sock.getPeerCertificate(false) as tls.PeerCertificate | Record<string, never>;
+    if (!cert.fingerprint256)
+      return { problem: 'peer presented no certificate', source: NO_SOURCE, spiffe: '' };
     const key = `${cert.fingerprint256}|${this.trustDomain}`;
     const hit = this.peerIds.get(key);
     if (hit) return hit;
-    const id = spiffeIdFromSan(cert.subjectAltName);
+    const id = spiffeIdFromSan(cert.subjectaltname);
     let v: PeerVerdict;
     if (!id.ok) v = { problem: id.reason, source: NO_SOURCE, spiffe: '' };
     else {
@@ -853,6 +863,8 @@ interface CachedDecision {
   decision: IntentionDecision;
   counter: CounterChild;
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const NO_SOURCE = { namespace: '', name: '' };
 
