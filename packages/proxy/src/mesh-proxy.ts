@@ -107,6 +107,7 @@ interface Metrics {
   authz: Counter;
   handshakeFailures: Counter;
   connectFailures: Counter;
+  resumed: Counter;
   certExpiry: Gauge;
 }
 
@@ -191,6 +192,11 @@ export class MeshProxy implements Startable {
         'meshfed_proxy_upstream_connect_failures_total',
         'Upstream connections that reached no target',
         ['upstream'],
+      ),
+      resumed: r.counter(
+        'meshfed_proxy_tls_sessions_resumed_total',
+        'Upstream mTLS connections that resumed a cached TLS session instead of a full handshake, by target service',
+        ['service'],
       ),
       certExpiry: r
         .gauge('meshfed_proxy_cert_expiry_seconds', 'Seconds until the leaf certificate expires')
@@ -809,6 +815,7 @@ export class MeshProxy implements Startable {
       sock.once('error', onError);
       sock.once('secureConnect', () => {
         sock.setNoDelay(true);
+        if (resume && sock.isSessionReused()) this.m.resumed.labels(t.service).inc();
         this.deps.clock.clearTimeout(timer);
         sock.off('error', onError);
         resolve(sock);
