@@ -97,7 +97,14 @@ const sources = {
 };
 const logger = createLogger({ level: 'warn', pretty: false, destination: process.stderr });
 const proxy = new MeshProxy(
-  { proxyId, datacenter: me.datacenter, defaultIntentionPolicy: 'allow', tlsMinVersion: 'TLSv1.3' },
+  {
+    proxyId,
+    datacenter: me.datacenter,
+    defaultIntentionPolicy: 'allow',
+    tlsMinVersion: 'TLSv1.3',
+    // resumption only when the harness runs with --resume (its checks require full handshakes otherwise)
+    sessionResumption: env.BENCH_RESUME === '1',
+  },
   { logger, clock: systemClock, registry: new Registry(), sources },
 );
 await proxy.start();
