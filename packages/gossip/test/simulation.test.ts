@@ -206,3 +206,54 @@ test('a stalled node queues its timers and packets and, when it resumes, fires t
   t.deepEqual(order, ['timer@1100', 'io@1101'], 'timers first, then the queued packet, nothing lost');
   gate.stop();
 });
+
+test('user-event coalescing: a burst of coalescable events delivers only the newest per name, once the period passes', async (t) => {
+  const c = new SimCluster({
+    n: 5,
+    profile: 'lan',
+    seed: 4,
+    pool: { userCoalescePeriodMs: 3_000, userQuiescentPeriodMs: 1_000 },
+  });
+  await c.start();
+  await c.joinAll();
+  t.not(await c.clock.runUntil(() => c.converged(), 60_000), undefined);
+  const got = new Map<string, string[]>();
+  for (const p of c.pools)
+    p.on('user', (e) => {
+      const k = p.localMember.name;
+      got.set(k, [...(got.get(k) ?? []), `${e.name}=${e.payload.toString()}`]);
+    });
+  // a deploy burst: v1..v5 coalescable 200 ms apart, plus one that must not be coalesced
+  for (let v = 1; v <= 5; v++) {
+    c.pools[0]!.userEvent('deploy', `v${v}`, true);
+    await c.clock.run(200);
+  }
+  c.pools[2]!.userEvent('alarm', 'now', false);
+  const alarmed = () => [...got.values()].filter((evs) => evs.includes('alarm=now')).length === 5;
+  t.not(await c.clock.runUntil(alarmed, 700, 50), undefined, 'the non-coalesced event reached all 5 at once');
+  t.true(
+    [...got.values()].every((evs) => !evs.some((e) => e.startsWith('deploy'))),
+    'nothing coalescable delivered inside the period',
+  );
+  t.is(
+    [...got.values()].filter((evs) => evs.includes('alarm=now')).length,
+    5,
+    'the non-coalesced event is immediate',
+  );
+  await c.clock.run(5_000);
+  for (let i = 0; i < 5; i++)
+    t.deepEqual(
+      got.get(SimCluster.name_(i)),
+      ['alarm=now', 'deploy=v5'],
+      `${SimCluster.name_(i)} sees only v5`,
+    );
+  await c.close();
+});
+
+test('user-event coalescing rejects a negative period with a clear error', (t) => {
+  const c = new SimCluster({ n: 1, profile: 'lan', pool: { userCoalescePeriodMs: -1 } });
+  return c.start().then(
+    () => t.fail('should have thrown'),
+    (err: { code?: string }) => t.is(err.code, 'MESH_ERR_CONFIG_INVALID'),
+  );
+});
