@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import { MeshError, type Clock, type Logger, type TimerHandle } from '@meshfed/core';
+import { UserEventCoalescer } from './coalesce.js';
 import { Keyring, parseKey } from './keyring.js';
 import {
   Memberlist,
@@ -143,6 +144,14 @@ export interface GossipPoolOptions {
   reapIntervalMs?: number;
   broadcastTimeoutMs?: number;
   leavePropagateDelayMs?: number;
+  /**
+   * Serf's UserCoalescePeriod: user events sent with coalesce=true are held this long (or until
+   * `userQuiescentPeriodMs` pass without another) and only the newest per name is delivered.
+   * 0 (the default, as in the serf library) delivers every event at once.
+   */
+  userCoalescePeriodMs?: number;
+  /** Serf's UserQuiescentPeriod (default 1 s when coalescing is on). */
+  userQuiescentPeriodMs?: number;
 }
 
 export interface GossipPoolDeps {
@@ -226,6 +235,7 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
   private state: 'alive' | 'leaving' | 'left' | 'shutdown' = 'alive';
   private reapTimer: TimerHandle | undefined;
   private reconnectTimer: TimerHandle | undefined;
+  private readonly userCoalescer: UserEventCoalescer;
 
   constructor(options: GossipPoolOptions, deps: GossipPoolDeps) {
     super();
@@ -233,6 +243,18 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     this.log = deps.logger;
     this.clock = deps.clock;
     this.random = deps.random ?? Math.random;
+    const period = options.userCoalescePeriodMs ?? 0;
+    const quiescent = options.userQuiescentPeriodMs ?? 1_000;
+    if (!(period >= 0) || !(quiescent > 0))
+      throw new MeshError(
+        'MESH_ERR_CONFIG_INVALID',
+        `userCoalescePeriodMs must be >= 0 and userQuiescentPeriodMs > 0 (got ${period}, ${quiescent})`,
+      );
+    this.userCoalescer = new UserEventCoalescer(
+      { periodMs: period, quiescentMs: quiescent },
+      this.clock,
+      (e) => this.emit('user', e),
+    );
     if (!options.nodeName) throw new MeshError('MESH_ERR_GOSSIP_JOIN', 'a gossip node needs a name');
     this.tags = { ...(options.tags ?? {}) };
     if (encodeTags(this.tags).length > META_MAX)
@@ -302,6 +324,7 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     this.state = 'shutdown';
     this.clock.clearInterval(this.reapTimer);
     this.clock.clearInterval(this.reconnectTimer);
+    this.userCoalescer.flush();
     await this.memberlist.close();
   }
 
@@ -741,7 +764,12 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
       this.eventBuffer[idx] = seen;
     }
     seen.events.push({ name: Buffer.from(name), payload: Buffer.from(payload) });
-    this.emit('user', { ltime, name: name.toString('utf8'), payload: Buffer.from(payload), coalesce: cc });
+    this.userCoalescer.handle({
+      ltime,
+      name: name.toString('utf8'),
+      payload: Buffer.from(payload),
+      coalesce: cc,
+    });
     return true;
   }
 

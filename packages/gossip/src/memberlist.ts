@@ -211,6 +211,12 @@ export class Memberlist {
     streamErrors: 0,
   };
   delegate: MemberlistDelegate | undefined;
+  /**
+   * Optional observer of this node's own failure-detector decisions: 'suspect' when one of its
+   * probes failed and it raised a suspicion, 'dead' when its suspicion timer expired. For
+   * simulations that attribute false positives to the node that raised them.
+   */
+  onDecision: ((kind: 'suspect' | 'dead', node: string) => void) | undefined;
   readonly broadcasts: BroadcastQueue;
 
   private readonly cfg: MemberlistConfig;
@@ -482,6 +488,7 @@ export class Memberlist {
       if (st.state === 'suspect' && st.stateChange === changeTime) {
         this.log.info({ node: s.node }, 'marking node as failed, suspect timeout reached');
         this.stats.deathsDeclared++;
+        this.onDecision?.('dead', s.node);
         this.deadNode({ incarnation: st.incarnation, node: s.node, from: this.name });
       }
     };
@@ -883,6 +890,7 @@ export class Memberlist {
         return this.waitRest(start, interval);
       }
       this.stats.probeFailures++;
+      this.onDecision?.('suspect', target.name);
       this.awareness(expectedNacks > 0 ? Math.max(0, expectedNacks - nacks) : 1);
       this.log.debug({ node: target.name }, 'suspect node has failed, no acks received');
       this.suspectNode({ incarnation: target.incarnation, node: target.name, from: this.name });

@@ -4,7 +4,7 @@
 import { silentLogger } from '@meshfed/core';
 import { GossipPool, type GossipPoolOptions } from './gossip-pool.js';
 import type { MemberlistConfig } from './memberlist.js';
-import { SimClock, seededRandom } from './sim.js';
+import { GatedClock, SimClock, StallGate, seededRandom, type StallOptions } from './sim.js';
 import { MemoryNetwork } from './transport.js';
 
 export interface SimClusterOptions {
@@ -15,6 +15,19 @@ export interface SimClusterOptions {
   seed?: number;
   memberlist?: Partial<MemberlistConfig>;
   pool?: Partial<GossipPoolOptions>;
+  /**
+   * One CPU-starved node (Lifeguard's "slow node"): its timers and inbound traffic are held while
+   * its event loop stalls, then handled late; nothing is dropped. Stalls begin at `startSlow()`.
+   */
+  slow?: { index: number } & Partial<Omit<StallOptions, 'random'>>;
+}
+
+/** A failure-detector decision taken by one node about another (see Memberlist.onDecision). */
+export interface SimDecision {
+  at: number;
+  by: string;
+  kind: 'suspect' | 'dead';
+  node: string;
 }
 
 export interface SimEvent {
@@ -30,6 +43,9 @@ export class SimCluster {
   readonly pools: GossipPool[] = [];
   readonly events: SimEvent[] = [];
   readonly dead = new Set<number>();
+  readonly decisions: SimDecision[] = [];
+  /** The slow node's event-loop gate, when `slow` was given. */
+  readonly slowGate: StallGate | undefined;
   private readonly random: () => number;
 
   constructor(readonly opts: SimClusterOptions) {
@@ -39,6 +55,22 @@ export class SimCluster {
       latencyMs: opts.latencyMs ?? 1,
       random: seededRandom((opts.seed ?? 1) + 7),
     });
+    if (opts.slow)
+      this.slowGate = new StallGate(this.clock, {
+        stallMinMs: opts.slow.stallMinMs ?? 200,
+        stallMaxMs: opts.slow.stallMaxMs ?? 2_000,
+        runMinMs: opts.slow.runMinMs ?? 200,
+        runMaxMs: opts.slow.runMaxMs ?? 2_000,
+        random: seededRandom((opts.seed ?? 1) + 13),
+      });
+  }
+
+  /** Start the slow node's stall cycle. */
+  startSlow(): void {
+    this.slowGate?.start();
+  }
+  stopSlow(): void {
+    this.slowGate?.stop();
   }
 
   static name_(i: number): string {
@@ -51,6 +83,9 @@ export class SimCluster {
   async start(): Promise<void> {
     for (let i = 0; i < this.opts.n; i++) {
       const addr = { host: SimCluster.host(i), port: 7946 };
+      const isSlow = this.opts.slow?.index === i && this.slowGate !== undefined;
+      if (isSlow) this.net.gates.set(`${addr.host}:${addr.port}`, this.slowGate!);
+      const clock = isSlow ? new GatedClock(this.clock, this.slowGate!) : this.clock;
       const pool = new GossipPool(
         {
           nodeName: SimCluster.name_(i),
@@ -59,7 +94,7 @@ export class SimCluster {
           memberlist: this.opts.memberlist ?? {},
           ...(this.opts.pool ?? {}),
         },
-        { logger: silentLogger, clock: this.clock, transport: this.net.transport(addr), random: this.random },
+        { logger: silentLogger, clock, transport: this.net.transport(addr), random: this.random },
       );
       for (const type of ['member-join', 'member-failed', 'member-leave'] as const)
         pool.on(type, (m) =>
@@ -70,6 +105,9 @@ export class SimCluster {
             node: m.name,
           }),
         );
+      const by = SimCluster.name_(i);
+      pool.memberlist.onDecision = (kind, node) =>
+        this.decisions.push({ at: this.clock.monotonic(), by, kind, node });
       await pool.start();
       this.pools.push(pool);
     }

@@ -142,3 +142,154 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** How a CPU-starved ("slow") node behaves: its event loop stalls for a random while, then runs. */
+export interface StallOptions {
+  /** Each stall lasts uniformly between these (ms). */
+  stallMinMs: number;
+  stallMaxMs: number;
+  /** Between stalls the node runs normally for uniformly between these (ms). */
+  runMinMs: number;
+  runMaxMs: number;
+  random: () => number;
+}
+
+/**
+ * A node's event loop under CPU starvation (the slow node of the Lifeguard paper). While stalled,
+ * nothing of the node runs: its due timers and its inbound packets/streams queue up (nothing is
+ * dropped). When the stall ends the queued timers fire first and the queued I/O is handled 1 ms
+ * later, the order Node's event loop uses (timers phase before poll phase) — so a probe deadline
+ * that expired during the stall fires before the ack sitting in the socket buffer is read, which
+ * is exactly how a starved node comes to suspect healthy peers.
+ */
+export class StallGate {
+  private until = 0;
+  private timersQ: (() => void)[] = [];
+  private ioQ: (() => void)[] = [];
+  private cycle: TimerHandle | undefined;
+  private running = false;
+  stalls = 0;
+  stalledMs = 0;
+
+  constructor(
+    private readonly clock: SimClock,
+    private readonly opts: StallOptions,
+  ) {}
+
+  stalled(): boolean {
+    return this.clock.monotonic() < this.until;
+  }
+
+  /** Start the stall/run cycle (begins with a run phase). */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.scheduleStall();
+  }
+
+  /** Stop stalling; anything queued is released now. */
+  stop(): void {
+    this.running = false;
+    this.clock.clearTimeout(this.cycle);
+    this.until = 0;
+    this.release();
+  }
+
+  timer(fn: () => void): void {
+    if (this.stalled()) this.timersQ.push(fn);
+    else fn();
+  }
+
+  io(fn: () => void): void {
+    if (this.stalled()) this.ioQ.push(fn);
+    else fn();
+  }
+
+  private between(a: number, b: number): number {
+    return Math.round(a + this.opts.random() * (b - a));
+  }
+
+  private scheduleStall(): void {
+    this.cycle = this.clock.setTimeout(
+      () => {
+        const d = this.between(this.opts.stallMinMs, this.opts.stallMaxMs);
+        this.stalls++;
+        this.stalledMs += d;
+        this.until = this.clock.monotonic() + d;
+        this.cycle = this.clock.setTimeout(() => {
+          this.release();
+          if (this.running) this.scheduleStall();
+        }, d);
+      },
+      this.between(this.opts.runMinMs, this.opts.runMaxMs),
+    );
+  }
+
+  private release(): void {
+    const timers = this.timersQ;
+    const io = this.ioQ;
+    this.timersQ = [];
+    this.ioQ = [];
+    for (const fn of timers) fn();
+    if (io.length > 0)
+      this.clock.setTimeout(() => {
+        for (const fn of io) fn();
+      }, 1);
+  }
+}
+
+interface GatedHandle extends TimerHandle {
+  inner: TimerHandle | undefined;
+  cancelled: boolean;
+}
+
+/** The Clock one slow node sees: every timer callback passes through its StallGate. */
+export class GatedClock implements Clock {
+  constructor(
+    private readonly base: SimClock,
+    private readonly gate: StallGate,
+  ) {}
+  now(): number {
+    return this.base.now();
+  }
+  monotonic(): number {
+    return this.base.monotonic();
+  }
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const h: GatedHandle = { inner: undefined, cancelled: false, unref: () => undefined };
+    h.inner = this.base.setTimeout(
+      () =>
+        this.gate.timer(() => {
+          if (!h.cancelled) fn();
+        }),
+      ms,
+    );
+    return h;
+  }
+  /** Like Node's setInterval in a stalled loop: ticks missed during a stall collapse into one. */
+  setInterval(fn: () => void, ms: number): TimerHandle {
+    const h: GatedHandle = { inner: undefined, cancelled: false, unref: () => undefined };
+    const arm = (): void => {
+      h.inner = this.base.setTimeout(
+        () =>
+          this.gate.timer(() => {
+            if (h.cancelled) return;
+            arm();
+            fn();
+          }),
+        Math.max(1, ms),
+      );
+    };
+    arm();
+    return h;
+  }
+  clearTimeout(h: TimerHandle | undefined): void {
+    if (!h) return;
+    const g = h as GatedHandle;
+    g.cancelled = true;
+    this.base.clearTimeout(g.inner);
+  }
+  clearInterval(h: TimerHandle | undefined): void {
+    this.clearTimeout(h);
+  }
+}

@@ -218,6 +218,11 @@ export class MemoryNetwork {
   private readonly groups = new Map<string, number>();
   /** Nodes that currently drop everything (a paused process). */
   readonly paused = new Set<string>();
+  /**
+   * Slow nodes: inbound packets and stream data for these go through the node's gate, which holds
+   * them while the node's event loop is stalled (queued, not dropped). See sim.ts StallGate.
+   */
+  readonly gates = new Map<string, { io(fn: () => void): void }>();
   packets = 0;
   bytes = 0;
   readonly bytesBySender = new Map<string, number>();
@@ -261,8 +266,13 @@ export class MemoryNetwork {
     if (this.loss > 0 && this.random() < this.loss) return;
     const copy = Buffer.from(buf);
     this.clock.setTimeout(() => {
-      const n = this.nodes.get(tk);
-      if (n?.handlers && !this.paused.has(tk)) n.handlers.packet(copy, from);
+      const handle = (): void => {
+        const n = this.nodes.get(tk);
+        if (n?.handlers && !this.paused.has(tk)) n.handlers.packet(copy, from);
+      };
+      const gate = this.gates.get(tk);
+      if (gate) gate.io(handle);
+      else handle();
     }, this.latencyMs);
   }
 
@@ -275,25 +285,33 @@ export class MemoryNetwork {
     const lat = this.latencyMs;
     const clock = this.clock;
     const ends: { a?: StreamConn; b?: StreamConn } = {};
-    const send = (target: () => StreamConn | undefined, bytes: Buffer): void => {
+    // deliver to the end at node `key` after the latency, through that node's gate if it is slow
+    const at = (key: string, fn: () => void): void => {
+      clock.setTimeout(() => {
+        const gate = this.gates.get(key);
+        if (gate) gate.io(fn);
+        else fn();
+      }, lat);
+    };
+    const send = (key: string, target: () => StreamConn | undefined, bytes: Buffer): void => {
       this.bytes += bytes.length;
       this.bytesBySender.set(fk, (this.bytesBySender.get(fk) ?? 0) + bytes.length);
       const copy = Buffer.from(bytes);
-      clock.setTimeout(() => target()?.push(copy), lat);
+      at(key, () => target()?.push(copy));
     };
     ends.a = new StreamConn(
       to,
-      { write: (x) => send(() => ends.b, x), close: () => clock.setTimeout(() => ends.b?.end(), lat) },
+      { write: (x) => send(tk, () => ends.b, x), close: () => at(tk, () => ends.b?.end()) },
       clock,
     );
     ends.b = new StreamConn(
       from,
-      { write: (x) => send(() => ends.a, x), close: () => clock.setTimeout(() => ends.a?.end(), lat) },
+      { write: (x) => send(fk, () => ends.a, x), close: () => at(fk, () => ends.a?.end()) },
       clock,
     );
     const handlers = n.handlers;
     const server = ends.b;
-    clock.setTimeout(() => handlers.stream(server), lat);
+    at(tk, () => handlers.stream(server));
     return ends.a;
   }
 }

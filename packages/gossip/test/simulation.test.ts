@@ -2,7 +2,7 @@
 // failure detection, false positives under loss with a slow node, and a partition that heals.
 // Seeded, so a failure here reproduces exactly.
 import test from 'ava';
-import { SimCluster, wire } from '../src/index.js';
+import { GatedClock, SimClock, SimCluster, StallGate, seededRandom, wire } from '../src/index.js';
 
 test('50 nodes, WAN profile, 10% loss: converge, detect a crash everywhere, no false deaths', async (t) => {
   const c = new SimCluster({ n: 50, profile: 'wan', loss: 0.1, seed: 11 });
@@ -126,4 +126,134 @@ test('a push-pull carrying an incompatible protocol version is not merged and is
   t.false(c.pools[0]!.members().some((m) => m.name === 'old'));
   await c.close();
   await peer.close();
+});
+
+// Lifeguard's case (Dadgar et al. 2018): one CPU-starved node whose event loop stalls for seconds
+// at a time (its timers and inbound packets queue up, nothing is dropped), on a lossy network.
+async function slowNodeRun(lifeguard: boolean) {
+  const c = new SimCluster({
+    n: 20,
+    profile: 'wan',
+    loss: 0.1,
+    seed: 3,
+    memberlist: { lifeguard },
+    slow: { index: 1, stallMinMs: 1_000, stallMaxMs: 10_000, runMinMs: 1_000, runMaxMs: 10_000 },
+  });
+  await c.start();
+  await c.joinAll();
+  await c.clock.runUntil(() => c.converged(), 120_000, 500);
+  const ev0 = c.events.length;
+  const d0 = c.decisions.length;
+  let maxHealth = 0;
+  const watch = c.clock.setInterval(() => {
+    maxHealth = Math.max(maxHealth, c.pools[1]!.memberlist.healthScore);
+  }, 1_000);
+  c.startSlow();
+  await c.clock.run(300_000);
+  c.stopSlow();
+  c.clock.clearInterval(watch);
+  const slow = SimCluster.name_(1);
+  const failed = c.events.slice(ev0).filter((e) => e.type === 'member-failed');
+  const dec = c.decisions.slice(d0);
+  const r = {
+    failedHealthy: failed.filter((e) => e.node !== slow).length,
+    failedSlow: failed.filter((e) => e.node === slow).length,
+    suspicionsAboutSlow: dec.filter((d) => d.kind === 'suspect' && d.node === slow).length,
+    maxHealth,
+    stalls: c.slowGate!.stalls,
+  };
+  await c.close();
+  return r;
+}
+
+test('a CPU-starved node on a lossy WAN: suspected, never failed; no healthy node shown failed; Lifeguard raises its local health', async (t) => {
+  for (const lifeguard of [false, true]) {
+    const r = await slowNodeRun(lifeguard);
+    const mode = lifeguard ? 'Lifeguard' : 'plain SWIM';
+    t.log(`${mode}: ${JSON.stringify(r)}`);
+    t.true(r.stalls > 20, `${mode}: the slow node really stalled, many times (${r.stalls})`);
+    t.true(
+      r.suspicionsAboutSlow > 0,
+      `${mode}: its stalls were noticed (suspected ${r.suspicionsAboutSlow}×)`,
+    );
+    t.is(r.failedSlow, 0, `${mode}: the slow node refuted every suspicion in time`);
+    t.is(r.failedHealthy, 0, `${mode}: no healthy node is ever shown failed`);
+    if (lifeguard)
+      t.true(r.maxHealth >= 1, `the slow node's local health multiplier rose (max ${r.maxHealth})`);
+    else t.is(r.maxHealth, 0, 'plain SWIM has no local health');
+  }
+});
+
+test('a stalled node queues its timers and packets and, when it resumes, fires timers before reading I/O', async (t) => {
+  const clock = new SimClock();
+  const gate = new StallGate(clock, {
+    stallMinMs: 1_000,
+    stallMaxMs: 1_000,
+    runMinMs: 100,
+    runMaxMs: 100,
+    random: seededRandom(1),
+  });
+  const gated = new GatedClock(clock, gate);
+  const order: string[] = [];
+  gate.start();
+  await clock.run(150); // stalled from t = 100 to t = 1100
+  t.true(gate.stalled());
+  gated.setTimeout(() => order.push(`timer@${clock.monotonic()}`), 100);
+  gate.io(() => order.push(`io@${clock.monotonic()}`));
+  await clock.run(900);
+  t.deepEqual(order, [], 'nothing ran during the stall');
+  await clock.run(100);
+  t.deepEqual(order, ['timer@1100', 'io@1101'], 'timers first, then the queued packet, nothing lost');
+  gate.stop();
+});
+
+test('user-event coalescing: a burst of coalescable events delivers only the newest per name, once the period passes', async (t) => {
+  const c = new SimCluster({
+    n: 5,
+    profile: 'lan',
+    seed: 4,
+    pool: { userCoalescePeriodMs: 3_000, userQuiescentPeriodMs: 1_000 },
+  });
+  await c.start();
+  await c.joinAll();
+  t.not(await c.clock.runUntil(() => c.converged(), 60_000), undefined);
+  const got = new Map<string, string[]>();
+  for (const p of c.pools)
+    p.on('user', (e) => {
+      const k = p.localMember.name;
+      got.set(k, [...(got.get(k) ?? []), `${e.name}=${e.payload.toString()}`]);
+    });
+  // a deploy burst: v1..v5 coalescable 200 ms apart, plus one that must not be coalesced
+  for (let v = 1; v <= 5; v++) {
+    c.pools[0]!.userEvent('deploy', `v${v}`, true);
+    await c.clock.run(200);
+  }
+  c.pools[2]!.userEvent('alarm', 'now', false);
+  const alarmed = () => [...got.values()].filter((evs) => evs.includes('alarm=now')).length === 5;
+  t.not(await c.clock.runUntil(alarmed, 700, 50), undefined, 'the non-coalesced event reached all 5 at once');
+  t.true(
+    [...got.values()].every((evs) => !evs.some((e) => e.startsWith('deploy'))),
+    'nothing coalescable delivered inside the period',
+  );
+  t.is(
+    [...got.values()].filter((evs) => evs.includes('alarm=now')).length,
+    5,
+    'the non-coalesced event is immediate',
+  );
+  await c.clock.run(5_000);
+  for (let i = 0; i < 5; i++)
+    t.deepEqual(
+      got.get(SimCluster.name_(i)),
+      ['alarm=now', 'deploy=v5'],
+      `${SimCluster.name_(i)} sees only v5`,
+    );
+  await c.close();
+});
+
+test('user-event coalescing rejects a negative period with a clear error', (t) => {
+  const c = new SimCluster({ n: 1, profile: 'lan', pool: { userCoalescePeriodMs: -1 } });
+  return c.start().then(
+    () => t.fail('should have thrown'),
+    (err: { code?: string }) => t.is(err.code, 'MESH_ERR_CONFIG_INVALID'),
+  );
 });
