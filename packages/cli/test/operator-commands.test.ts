@@ -179,6 +179,19 @@ test('members -wan, keygen, keyring -list, event and federation status answer fr
   const token = await meshfed(['federation', 'token', 'create', '--ttl', '5m']);
   t.regex(token.stdout, /^\S{40,}$/m);
   t.regex(token.stderr, /single use/);
+  const id = /token ([0-9a-f]{16}):/.exec(token.stderr)![1]!;
+  t.regex((await meshfed(['federation', 'token', 'list'])).stdout, new RegExp(`${id}\\s+valid`));
+  const revoke = await meshfed(['federation', 'token', 'revoke', id]);
+  t.is(revoke.code, 0, revoke.stderr);
+  t.regex(revoke.stdout, /revoked/);
+  const listed2 = JSON.parse((await meshfed(['federation', 'token', 'list', '--json'])).stdout) as {
+    ID: string;
+    State: string;
+  }[];
+  t.is(listed2.find((r) => r.ID === id)?.State, 'revoked');
+  const again = await meshfed(['federation', 'token', 'revoke', id]);
+  t.is(again.code, 1);
+  t.regex(again.stderr, /only an unused token can be revoked/);
   t.is((await meshfed(['event', 'deploy', 'v2'])).code, 0);
   const joinBad = await meshfed(['join', '127.0.0.1:1', '--token', 'garbage']);
   t.is(joinBad.code, 1);

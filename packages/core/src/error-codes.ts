@@ -79,6 +79,7 @@ export const errorCodes = {
   MESH_ERR_FED_TOKEN_INVALID: { message: 'join token is invalid', status: 403 },
   MESH_ERR_FED_TOKEN_USED: { message: 'join token was already used', status: 403 },
   MESH_ERR_FED_TOKEN_EXPIRED: { message: 'join token has expired', status: 403 },
+  MESH_ERR_FED_TOKEN_REVOKED: { message: 'join token was revoked', status: 403 },
   MESH_ERR_FED_PRIMARY_UNREACHABLE: { message: 'the primary datacenter is unreachable', status: 502 },
   MESH_ERR_FED_NOT_PRIMARY: { message: 'this datacenter is not the primary', status: 400 },
   MESH_ERR_FED_DC_UNKNOWN: { message: 'unknown datacenter', status: 404 },

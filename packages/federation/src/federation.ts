@@ -47,6 +47,8 @@ import {
   encodeJoinToken,
   hashSecret,
   newTokenSecret,
+  joinTokenInfo,
+  type JoinTokenInfo,
 } from './join-token.js';
 import { CommitTimes } from './commit-times.js';
 import type {
@@ -811,6 +813,40 @@ export class Federation {
     });
     this.logger.info({ tokenId: id, expiresAt }, 'join token created');
     return { token, id, expiresAt };
+  }
+
+  /** Primary: every join token, newest first, without secrets. */
+  listJoinTokens(): JoinTokenInfo[] {
+    if (!this.isPrimary)
+      throw new MeshError('MESH_ERR_FED_NOT_PRIMARY', 'join tokens live in the primary datacenter');
+    const now = this.clock.now();
+    return this.requireTokenStore()
+      .list()
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .map((r) => joinTokenInfo(r, now));
+  }
+
+  /** Primary: revoke a token that has not been used yet, so it can never join a DC. */
+  revokeJoinToken(id: string): JoinTokenInfo {
+    if (!this.isPrimary)
+      throw new MeshError('MESH_ERR_FED_NOT_PRIMARY', 'join tokens are revoked in the primary datacenter');
+    const store = this.requireTokenStore();
+    const rec = store.get(id);
+    if (!rec)
+      throw new MeshError(
+        'MESH_ERR_API_NOT_FOUND',
+        `no join token with ID "${id}"; list them with: meshfed federation token list`,
+      );
+    const now = this.clock.now();
+    if (!store.revoke(id, now)) {
+      const info = joinTokenInfo(rec, now);
+      throw new MeshError(
+        'MESH_ERR_API_CONFLICT',
+        `join token ${id} is ${info.state}${info.usedBy ? ` (by ${info.usedBy})` : ''}; only an unused token can be revoked`,
+      );
+    }
+    this.logger.info({ tokenId: id }, 'join token revoked');
+    return joinTokenInfo(store.get(id)!, now);
   }
 
   private requireTokenStore(): TokenStore {

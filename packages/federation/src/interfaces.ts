@@ -79,6 +79,8 @@ export interface JoinTokenRecord {
   expiresAt: number;
   usedAt?: number;
   usedBy?: string;
+  /** Set when an operator revoked the token before it was used. */
+  revokedAt?: number;
 }
 
 /** Where join tokens persist (the server adds a SQLite one). */
@@ -87,6 +89,8 @@ export interface TokenStore {
   get(id: string): JoinTokenRecord | undefined;
   /** Atomically mark used; returns false if it already was. */
   markUsed(id: string, at: number, by: string): boolean;
+  /** Atomically mark revoked; returns false if unknown, used or already revoked. */
+  revoke(id: string, at: number): boolean;
   list(): JoinTokenRecord[];
 }
 

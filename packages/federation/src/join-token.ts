@@ -82,6 +82,11 @@ export function checkJoinToken(store: TokenStore, id: string, secret: string, no
   const presented = Buffer.from(hashSecret(typeof secret === 'string' ? secret : ''), 'hex');
   if (!rec || !timingSafeEqual(presented, Buffer.from(rec.secretHash, 'hex')))
     throw new MeshError('MESH_ERR_FED_TOKEN_INVALID', 'join token is not known to this primary');
+  if (rec.revokedAt !== undefined)
+    throw new MeshError(
+      'MESH_ERR_FED_TOKEN_REVOKED',
+      `join token was revoked at ${new Date(rec.revokedAt).toISOString()}; create a new one`,
+    );
   if (rec.usedAt !== undefined)
     throw new MeshError(
       'MESH_ERR_FED_TOKEN_USED',
@@ -95,6 +100,38 @@ export function checkJoinToken(store: TokenStore, id: string, secret: string, no
   return rec;
 }
 
+/** A token as an operator sees it: never the secret or its hash. */
+export interface JoinTokenInfo {
+  id: string;
+  createdAt: number;
+  expiresAt: number;
+  /** valid = can still be used; the others say why not. */
+  state: 'valid' | 'used' | 'expired' | 'revoked';
+  usedAt?: number;
+  usedBy?: string;
+  revokedAt?: number;
+}
+
+export function joinTokenInfo(rec: JoinTokenRecord, now: number): JoinTokenInfo {
+  const state =
+    rec.revokedAt !== undefined
+      ? 'revoked'
+      : rec.usedAt !== undefined
+        ? 'used'
+        : now >= rec.expiresAt
+          ? 'expired'
+          : 'valid';
+  return {
+    id: rec.id,
+    createdAt: rec.createdAt,
+    expiresAt: rec.expiresAt,
+    state,
+    ...(rec.usedAt !== undefined ? { usedAt: rec.usedAt } : {}),
+    ...(rec.usedBy !== undefined ? { usedBy: rec.usedBy } : {}),
+    ...(rec.revokedAt !== undefined ? { revokedAt: rec.revokedAt } : {}),
+  };
+}
+
 export class MemoryTokenStore implements TokenStore {
   private readonly records = new Map<string, JoinTokenRecord>();
   put(record: JoinTokenRecord): void {
@@ -106,9 +143,15 @@ export class MemoryTokenStore implements TokenStore {
   }
   markUsed(id: string, at: number, by: string): boolean {
     const r = this.records.get(id);
-    if (!r || r.usedAt !== undefined) return false;
+    if (!r || r.usedAt !== undefined || r.revokedAt !== undefined) return false;
     r.usedAt = at;
     r.usedBy = by;
+    return true;
+  }
+  revoke(id: string, at: number): boolean {
+    const r = this.records.get(id);
+    if (!r || r.usedAt !== undefined || r.revokedAt !== undefined) return false;
+    r.revokedAt = at;
     return true;
   }
   list(): JoinTokenRecord[] {

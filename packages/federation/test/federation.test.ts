@@ -211,6 +211,49 @@ test.serial(
     t.true(isMeshError(pin, 'MESH_ERR_FED_PIN_MISMATCH'), String(pin));
     t.is(primary.tokens.get(decodeJoinToken(good).id)!.usedAt, undefined);
 
+    // Revoked token: refused with its own code; a used or unknown token cannot be revoked; the list
+    // shows every state and never a secret or its hash.
+    const { token: revokable, id: revokedId } = primary.fed.createJoinToken({ ttlMs: 60_000 });
+    t.is(primary.fed.revokeJoinToken(revokedId).state, 'revoked');
+    const revoked = await t.throwsAsync(dc3.fed.join(revokable));
+    t.true(isMeshError(revoked, 'MESH_ERR_FED_TOKEN_REVOKED'), String(revoked));
+    t.true(
+      isMeshError(
+        t.throws(() => primary.fed.revokeJoinToken(revokedId)),
+        'MESH_ERR_API_CONFLICT',
+      ),
+    );
+    t.true(
+      isMeshError(
+        t.throws(() => primary.fed.revokeJoinToken(decodeJoinToken(token).id)),
+        'MESH_ERR_API_CONFLICT',
+      ),
+      'a used token cannot be revoked',
+    );
+    t.true(
+      isMeshError(
+        t.throws(() => primary.fed.revokeJoinToken('nope')),
+        'MESH_ERR_API_NOT_FOUND',
+      ),
+    );
+    skew = 5_000; // the 1-s token is past its expiry, the others are not
+    const listed = primary.fed.listJoinTokens();
+    skew = 0;
+    t.deepEqual(Object.fromEntries(listed.map((i) => [i.id, i.state])), {
+      [decodeJoinToken(token).id]: 'used',
+      [decodeJoinToken(short).id]: 'expired',
+      [decodeJoinToken(good).id]: 'valid',
+      [revokedId]: 'revoked',
+    });
+    t.is(listed.find((i) => i.state === 'used')!.usedBy, 'dc2');
+    t.false(JSON.stringify(listed).includes(primary.tokens.get(revokedId)!.secretHash), 'no hash listed');
+    t.true(
+      isMeshError(
+        t.throws(() => dc2.fed.listJoinTokens()),
+        'MESH_ERR_FED_NOT_PRIMARY',
+      ),
+    );
+
     // Garbage token.
     const garbage = await t.throwsAsync(dc3.fed.join('not-a-token'));
     t.true(isMeshError(garbage, 'MESH_ERR_FED_TOKEN_INVALID'));

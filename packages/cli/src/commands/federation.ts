@@ -25,16 +25,65 @@ const tokenCreate: CommandSpec = {
   describe: 'Create a single-use join token that pins this CA (run in the primary)',
   options: { ttl: { type: 'string', default: '1h', describe: 'How long the token is valid (Go duration)' } },
   async handler(args, { out, client }) {
-    const res = await client().post<{ Token: string; ExpiresAt: string }>('/v1/federation/token', {
-      TTL: args['ttl'],
-    });
-    if (args.json) out.data({ token: res.body.Token, expiresAt: res.body.ExpiresAt });
+    const res = await client().post<{ Token: string; ID: string; ExpiresAt: string }>(
+      '/v1/federation/token',
+      {
+        TTL: args['ttl'],
+      },
+    );
+    if (args.json) out.data({ id: res.body.ID, token: res.body.Token, expiresAt: res.body.ExpiresAt });
     else {
       out.line(res.body.Token);
       out.error(
-        `single use, valid until ${res.body.ExpiresAt}; in the new DC: meshfed join <this DC's address> --token <token>`,
+        `token ${res.body.ID}: single use, valid until ${res.body.ExpiresAt}; in the new DC: meshfed join <this DC's address> --token <token>`,
       );
     }
+  },
+};
+
+interface TokenRow {
+  ID: string;
+  State: 'valid' | 'used' | 'expired' | 'revoked';
+  CreatedAt: string;
+  ExpiresAt: string;
+  UsedAt?: string;
+  UsedBy?: string;
+  RevokedAt?: string;
+}
+
+const tokenList: CommandSpec = {
+  command: 'list',
+  describe: 'List join tokens (ID, state, expiry, which DC used one); secrets are never shown',
+  async handler(args, { out, client }) {
+    // Tokens live in the primary; ask it through this server (?dc=) wherever we are.
+    const api = client();
+    const st = await api.get<{ primaryDatacenter: string }>('/v1/federation/status');
+    const res = await api.get<TokenRow[]>('/v1/federation/tokens', {
+      query: { dc: st.body.primaryDatacenter },
+    });
+    out.table(
+      res.body,
+      [
+        { header: 'ID', value: (r) => r.ID },
+        { header: 'STATE', value: (r) => r.State },
+        { header: 'CREATED', value: (r) => r.CreatedAt },
+        { header: 'EXPIRES', value: (r) => r.ExpiresAt },
+        { header: 'USED BY', value: (r) => r.UsedBy },
+      ],
+      res.body,
+    );
+  },
+};
+
+const tokenRevoke: CommandSpec = {
+  command: 'revoke <id>',
+  describe: 'Revoke an unused join token so it can never join a DC',
+  positional: { id: { type: 'string', describe: 'Token ID (from create or list)' } },
+  async handler(args, { out, client }) {
+    const id = String(args['id']);
+    const res = await client().delete<TokenRow>(`/v1/federation/token/${encodeURIComponent(id)}`);
+    if (args.json) out.data(res.body);
+    else out.line(`join token ${res.body.ID} revoked at ${res.body.RevokedAt}`);
   },
 };
 
@@ -63,7 +112,10 @@ const status: CommandSpec = {
 export const federationCommand: CommandSpec = {
   command: 'federation',
   describe: "Join tokens and the federation's status",
-  subcommands: [{ command: 'token', describe: 'Join tokens', subcommands: [tokenCreate] }, status],
+  subcommands: [
+    { command: 'token', describe: 'Join tokens', subcommands: [tokenCreate, tokenList, tokenRevoke] },
+    status,
+  ],
 };
 
 export const joinCommand: CommandSpec = {

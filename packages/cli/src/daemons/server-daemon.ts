@@ -378,8 +378,15 @@ class BlobTokenStore implements TokenStore {
   markUsed(id: string, at: number, by: string): boolean {
     const all = this.all();
     const r = all[id];
-    if (!r || r.usedAt !== undefined) return false;
+    if (!r || r.usedAt !== undefined || r.revokedAt !== undefined) return false;
     this.store.putBlob('join_tokens', { ...all, [id]: { ...r, usedAt: at, usedBy: by } });
+    return true;
+  }
+  revoke(id: string, at: number): boolean {
+    const all = this.all();
+    const r = all[id];
+    if (!r || r.usedAt !== undefined || r.revokedAt !== undefined) return false;
+    this.store.putBlob('join_tokens', { ...all, [id]: { ...r, revokedAt: at } });
     return true;
   }
   list(): JoinTokenRecord[] {

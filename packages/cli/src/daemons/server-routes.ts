@@ -6,7 +6,7 @@
 import type { CertificateAuthority } from '@meshfed/ca';
 import type { MeshfedConfig } from '@meshfed/config';
 import { MeshError, parseDuration, type Registry } from '@meshfed/core';
-import type { Federation } from '@meshfed/federation';
+import type { Federation, JoinTokenInfo } from '@meshfed/federation';
 import type { KeyOpResult, WanPool } from '@meshfed/gossip';
 import type { ApiRequest, MeshServer } from '@meshfed/server';
 
@@ -105,6 +105,14 @@ export function mountOperatorRoutes(server: MeshServer, deps: OperatorRouteDeps)
     const t = federation.createJoinToken({ ttlMs: ttl });
     return { body: { Token: t.token, ID: t.id, ExpiresAt: new Date(t.expiresAt).toISOString() } };
   });
+  // Listing is a read served by the primary (a secondary asks it over the channel, as for ?dc=).
+  server.addRoute('GET', '/v1/federation/tokens', () => ({
+    body: federation.listJoinTokens().map(tokenJson),
+  }));
+  // A write under /v1/federation/token: a secondary forwards it to the primary.
+  server.addRoute('DELETE', '/v1/federation/token/:id', (req) => ({
+    body: tokenJson(federation.revokeJoinToken(req.params['id']!)),
+  }));
   server.addRoute('POST', '/v1/federation/join', async (req) => {
     const body = await jsonBody(req);
     if (typeof body['Token'] !== 'string' || body['Token'] === '')
@@ -168,4 +176,18 @@ export function mountOperatorRoutes(server: MeshServer, deps: OperatorRouteDeps)
   });
 
   server.addRoute('GET', '/v1/agent/metrics', () => ({ body: deps.registry.render(), text: true }));
+}
+
+function tokenJson(t: JoinTokenInfo): Record<string, unknown> {
+  const iso = (ms: number | undefined): string | undefined =>
+    ms === undefined ? undefined : new Date(ms).toISOString();
+  return {
+    ID: t.id,
+    State: t.state,
+    CreatedAt: iso(t.createdAt),
+    ExpiresAt: iso(t.expiresAt),
+    UsedAt: iso(t.usedAt),
+    UsedBy: t.usedBy,
+    RevokedAt: iso(t.revokedAt),
+  };
 }
