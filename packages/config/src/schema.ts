@@ -181,10 +181,17 @@ export const configSchema = obj('meshfed configuration', {
   }),
 
   acl: obj('Access control for the HTTP API.', {
-    enabled: bool('Require a token for writes.', { default: false }),
+    enabled: bool('Require a token for writes (and for reads with default_policy deny).', {
+      default: false,
+    }),
+    default_policy: oneOf(
+      'Reads without a token: allow (as Consul) or deny. The CA roots are always readable.',
+      ['allow', 'deny'],
+      { default: 'allow' },
+    ),
     tokens: obj('Tokens. Never logged.', {
       management: str('Token with full access.', { optional: true, secret: true }),
-      agent: str("Token this node's own processes (gateway, sidecars) use.", {
+      agent: str("Token this node's own processes (gateway, sidecars) use: reads and /v1/agent/ writes.", {
         optional: true,
         secret: true,
       }),

@@ -74,7 +74,7 @@ export interface MeshServerOptions {
     /** Largest request body accepted (default 1 MiB). */
     maxBodyBytes?: number;
   };
-  acl: { enabled: boolean; managementToken?: string };
+  acl: AclOptions;
   defaultIntentionPolicy: IntentionAction;
   /** Federation (server RPC) port, advertised in /v1/catalog/service/consul. */
   serverPort: number;
@@ -82,6 +82,22 @@ export interface MeshServerOptions {
   /** Blocking-query limits (Consul: 5 min default, 10 min max). */
   blocking?: Partial<BlockingOptions>;
 }
+
+/**
+ * Who may call the API when ACLs are enabled. The management token may do anything. The agent token
+ * (what a node's own gateway and sidecars use) may read and may write the agent endpoints
+ * (`/v1/agent/...`: register itself, update checks, get leaves), not intentions, config entries, the
+ * CA or the federation. Reads need no token under `defaultPolicy: 'allow'` (Consul's default) and a
+ * known token under `'deny'`; the CA roots are always public (they are a trust bundle, not a secret).
+ */
+export interface AclOptions {
+  enabled: boolean;
+  managementToken?: string;
+  agentToken?: string;
+  defaultPolicy?: 'allow' | 'deny';
+}
+
+const PUBLIC_READS = new Set(['/v1/connect/ca/roots', '/v1/agent/connect/ca/roots']);
 
 export const defaultMeshServerOptions = {
   domain: 'consul',
@@ -367,7 +383,7 @@ export class MeshServer {
         res.end(out.body);
         return;
       }
-      if (m.route.write) this.authorize(token);
+      this.authorize(token, url.pathname, m.route.write === true);
       const out = await m.route.handler(apiReq);
       this.send(res, out, method);
       this.metrics.requests?.labels(method, routeName, String(out.status ?? 200)).inc();
@@ -380,15 +396,18 @@ export class MeshServer {
     }
   }
 
-  private authorize(token: string | undefined): void {
+  private authorize(token: string | undefined, path: string, write: boolean): void {
     const acl = this.options.acl;
     if (!acl.enabled) return;
-    const want = Buffer.from(acl.managementToken ?? '');
-    const got = Buffer.from(token ?? '');
-    if (got.length === want.length && timingSafeEqual(got, want)) return;
+    if (!write && (acl.defaultPolicy !== 'deny' || PUBLIC_READS.has(path))) return;
+    if (tokenIs(token, acl.managementToken)) return;
+    const agentMay = !write || path.startsWith('/v1/agent/');
+    if (agentMay && tokenIs(token, acl.agentToken)) return;
     throw new MeshError(
       'MESH_ERR_API_PERMISSION_DENIED',
-      'Permission denied: token with insufficient privileges',
+      token
+        ? `Permission denied: the token may not ${write ? 'write' : 'read'} ${path}`
+        : `Permission denied: ${path} needs a token (X-Consul-Token header, --token or MESHFED_HTTP_TOKEN)`,
     );
   }
 
@@ -433,7 +452,7 @@ export class MeshServer {
           'MESH_ERR_API_METHOD_NOT_ALLOWED',
           `method ${f.method} not allowed on ${url.pathname}`,
         );
-      if (m.route.write) this.authorize(f.token);
+      this.authorize(f.token, url.pathname, m.route.write === true);
       const out = await m.route.handler({
         method: f.method,
         path: url.pathname,
@@ -1137,4 +1156,12 @@ function halfLife(leaf: IssuedLeaf): number {
   const a = Date.parse(leaf.ValidAfter);
   const b = Date.parse(leaf.ValidBefore);
   return a + (b - a) / 2;
+}
+
+/** Constant-time comparison against a configured token; an unset token matches nothing. */
+function tokenIs(got: string | undefined, want: string | undefined): boolean {
+  if (!want || got === undefined) return false;
+  const a = Buffer.from(got);
+  const b = Buffer.from(want);
+  return a.length === b.length && timingSafeEqual(a, b);
 }

@@ -132,3 +132,53 @@ test('SqliteCaStateStorage keeps the CA state across reopening', async (t) => {
   t.teardown(() => b.close());
   t.deepEqual(await new SqliteCaStateStorage(b).load(), { roots: ['r1'], key: 'secret' });
 });
+
+test('ACL default_policy deny: reads need a token, the agent token may read and register but not write intentions; CA roots stay public', async (t) => {
+  const srv = await startServer(
+    t,
+    {
+      acl: { enabled: true, managementToken: 'mgmt-token', agentToken: 'agent-token', defaultPolicy: 'deny' },
+    },
+    { ca: new FakeCa() },
+  );
+  const base = srv.httpAddress();
+  const anon = await call(base, 'GET', '/v1/catalog/services');
+  t.is(anon.status, 403);
+  t.regex(anon.text, /needs a token/);
+  t.is(
+    (await call(base, 'GET', '/v1/health/service/web', undefined, { 'x-consul-token': 'wrong' })).status,
+    403,
+  );
+  t.is((await call(base, 'GET', '/v1/agent/connect/ca/roots')).status, 200, 'the trust bundle is public');
+  const agent = { 'x-consul-token': 'agent-token' };
+  t.is((await call(base, 'PUT', '/v1/agent/service/register', { Name: 'web', Port: 80 }, agent)).status, 200);
+  t.deepEqual(
+    Object.keys((await call(base, 'GET', '/v1/catalog/services', undefined, agent)).json as object).sort(),
+    ['consul', 'web'],
+  );
+  const intention = await call(
+    base,
+    'PUT',
+    '/v1/connect/intentions/exact?source=web&destination=db',
+    { Action: 'deny' },
+    agent,
+  );
+  t.is(intention.status, 403, 'the agent token cannot change who may talk to whom');
+  t.deepEqual(
+    (await call(base, 'GET', '/v1/connect/intentions', undefined, { authorization: 'Bearer mgmt-token' }))
+      .json,
+    [],
+  );
+  t.is(
+    (
+      await call(
+        base,
+        'PUT',
+        '/v1/connect/intentions/exact?source=web&destination=db',
+        { Action: 'deny' },
+        { 'x-consul-token': 'mgmt-token' },
+      )
+    ).status,
+    200,
+  );
+});

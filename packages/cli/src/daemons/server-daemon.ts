@@ -181,7 +181,12 @@ export async function startServerDaemon(
             ? { tls: { certFile: config.tls.http.cert_file, keyFile: config.tls.http.key_file } }
             : {}),
         },
-        acl: { enabled: config.acl.enabled, managementToken: config.acl.tokens.management },
+        acl: {
+          enabled: config.acl.enabled,
+          defaultPolicy: config.acl.default_policy,
+          ...(config.acl.tokens.management ? { managementToken: config.acl.tokens.management } : {}),
+          ...(config.acl.tokens.agent ? { agentToken: config.acl.tokens.agent } : {}),
+        },
         defaultIntentionPolicy: config.intentions.default_policy,
         serverPort: config.ports.server,
         advertiseAddress: advertise,
