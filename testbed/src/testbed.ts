@@ -412,7 +412,11 @@ export interface GeneratedDc {
 export function writeFederationConfigs(
   dir: string,
   dcs: readonly GeneratedDc[],
-  opts: { primary?: { name: string; serf: number } } = {},
+  opts: {
+    primary?: { name: string; serf: number };
+    /** false: secondaries get no gossip.join; a token join must find the pool (default true). */
+    gossipJoin?: boolean;
+  } = {},
 ): string[] {
   mkdirSync(dir, { recursive: true });
   const primary = opts.primary?.name ?? dcs[0]!.name;
@@ -432,7 +436,9 @@ export function writeFederationConfigs(
       `  default_policy: deny`,
       `gossip:`,
       `  profile: local`,
-      ...(dc.name === primary ? [] : [`  join:`, `    - 127.0.0.1:${primarySerf}`]),
+      ...(dc.name === primary || opts.gossipJoin === false
+        ? []
+        : [`  join:`, `    - 127.0.0.1:${primarySerf}`]),
       `gateway:`,
       `  listen: 127.0.0.1:${dc.ports.gateway}`,
       `  wan_address: 127.0.0.1:${dc.ports.gateway}`,

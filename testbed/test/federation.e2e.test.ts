@@ -215,12 +215,14 @@ test.serial('dc2 gateway killed: calls fail over to dc3; restarted: back to dc2'
 });
 
 test.serial(
-  'a fourth DC joined at runtime with `meshfed join --token` is usable within seconds',
+  'a fourth DC joined at runtime with only `meshfed join --token` is usable within seconds and finds the federation again after a restart',
   async (t) => {
-    t.timeout(90_000);
+    t.timeout(120_000);
     const dc4 = await dcSpec('dc4', [await countingIn('dc4')]);
+    // No gossip join address in dc4's YAML: the token is all the operator gives it.
     const [file] = writeFederationConfigs(join(work, 'configs-dc4'), [dc4], {
       primary: { name: 'dc1', serf: tb.primary.config.ports.serf_wan },
+      gossipJoin: false,
     });
     const spec = tb.addDatacenter(file!);
     const started = Date.now();
@@ -238,6 +240,35 @@ test.serial(
     const dcsSeen = await tb.api<string[]>(tb.primary, '/v1/catalog/datacenters');
     t.true(dcsSeen.includes('dc4'), `primary sees ${dcsSeen.join(',')}`);
     t.log(`dc4 joined and replicated in ${Date.now() - started} ms`);
+    const dc4Alive = async (): Promise<true | undefined> => {
+      const members = await tb
+        .api<{ Name: string; Status: number }[]>(tb.primary, '/v1/agent/members')
+        .catch(() => []);
+      return members.some((m) => m.Name.endsWith('.dc4') && m.Status === 1) ? true : undefined;
+    };
+    await waitUntil(dc4Alive, 30_000);
+
+    // Restart dc4 with the same YAML: what the join taught it is remembered.
+    await tb.group.kill('server-dc4');
+    await tb.meshfed([
+      'intention',
+      'create',
+      '-allow',
+      'auditor',
+      'counting',
+      '--http-addr',
+      tb.primary.httpAddr,
+    ]);
+    tb.startServer(spec);
+    await waitUntil(async () => {
+      const list = await tb.api<{ SourceName: string }[]>(spec, '/v1/connect/intentions').catch(() => []);
+      return list.some((i) => i.SourceName === 'auditor') ? true : undefined;
+    }, 30_000);
+    const rejoined = await waitUntil(async () => {
+      const wan = await tb.api<{ Name: string; Status: number }[]>(spec, '/v1/agent/members').catch(() => []);
+      return wan.some((m) => m.Name.endsWith('.dc1') && m.Status === 1) ? true : undefined;
+    }, 30_000).catch(() => false);
+    t.true(rejoined, 'dc4 rejoined the WAN gossip pool without a gossip.join in its YAML');
   },
 );
 

@@ -16,6 +16,7 @@ import {
   errorMessage,
   nameProblem,
   parseDuration,
+  parseHostPort,
   systemClock,
   toMeshError,
   type Clock,
@@ -224,6 +225,8 @@ export interface JoinResult {
   roots: CaRootsResponse;
   /** Local rows replaced by the primary's content (only with force). */
   discarded: string[];
+  /** WAN gossip addresses of the federation's alive servers, as the primary saw them. */
+  gossipAddrs: string[];
 }
 
 interface ReplicationBatch {
@@ -917,22 +920,33 @@ export class Federation {
         // learns the trust domain and roots first: its CSR names them.
         await this.deps.ca.applyPrimaryRoots(roots);
         const csr = await this.deps.ca.createIntermediateCsr();
-        const r = await peer.request<{ certPem: string; roots: CaRootsResponse; states: PublishedState[] }>(
-          'join',
-          {
-            id: t.id,
-            secret: t.s,
-            dc: this.options.datacenter,
-            node: this.options.node,
-            csr,
-          },
-        );
+        const r = await peer.request<{
+          certPem: string;
+          roots: CaRootsResponse;
+          states: PublishedState[];
+          gossip?: unknown;
+        }>('join', {
+          id: t.id,
+          secret: t.s,
+          dc: this.options.datacenter,
+          node: this.options.node,
+          csr,
+        });
         await this.deps.ca.installIntermediate(r.certPem, r.roots);
         for (const s of r.states ?? []) if (s.dc !== this.options.datacenter) this.acceptState(s);
         for (const a of t.addrs) this.addKnownServer(t.dc, a);
         if (opts.address) this.addKnownServer(t.dc, opts.address);
         this.logger.info({ primary: t.dc, addr, discarded: wouldLose.length }, 'joined the federation');
-        return { primaryDatacenter: t.dc, primaryAddrs: t.addrs, roots: r.roots, discarded: wouldLose };
+        const gossipAddrs = Array.isArray(r.gossip)
+          ? r.gossip.filter((a): a is string => typeof a === 'string' && parseHostPort(a).ok)
+          : [];
+        return {
+          primaryDatacenter: t.dc,
+          primaryAddrs: t.addrs,
+          roots: r.roots,
+          discarded: wouldLose,
+          gossipAddrs,
+        };
       } finally {
         peer.close('join done');
       }
@@ -1247,7 +1261,13 @@ export class Federation {
     this.logger.info({ dc, tokenId: p.id }, 'datacenter joined with a token');
     const states: PublishedState[] = [this.localState()];
     for (const { state } of this.states.values()) states.push(state);
-    return { certPem: signed.certPem, roots: signed.rootsResponse, states };
+    // Where the new DC can join the WAN gossip pool: the alive servers, this DC's first.
+    const gossip = (this.deps.membership?.members() ?? [])
+      .filter((m) => m.status === 'alive' && m.gossipAddr)
+      .sort((a, b) => Number(b.dc === this.options.datacenter) - Number(a.dc === this.options.datacenter))
+      .slice(0, 8)
+      .map((m) => m.gossipAddr!);
+    return { certPem: signed.certPem, roots: signed.rootsResponse, states, gossip };
   }
 
   private async serveReplication(

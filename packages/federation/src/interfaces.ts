@@ -53,6 +53,8 @@ export interface WanMember {
   dc: string;
   /** host:port of its federation (server) port. */
   fedAddr: string;
+  /** host:port of its WAN gossip port, handed to a joining DC so it can join the pool too. */
+  gossipAddr?: string;
   status: MemberStatus;
 }
 

@@ -34,6 +34,7 @@ import {
   type ForwardResponse,
 } from '@meshfed/server';
 import { SqliteStore } from '@meshfed/store';
+import { afterJoin, loadJoin } from './join-memory.js';
 import { mountOperatorRoutes } from './server-routes.js';
 import { registerConfiguredServices } from './services.js';
 
@@ -104,6 +105,7 @@ export async function startServerDaemon(
     closers.push(() => ca.close());
 
     // 3. WAN gossip
+    const remembered = loadJoin(store);
     const gossip = new WanPool(
       {
         node,
@@ -114,7 +116,8 @@ export async function startServerDaemon(
         bindPort: config.ports.serf_wan,
         profile: config.gossip.profile,
         keys: config.gossip.encrypt ? [config.gossip.encrypt] : [],
-        retryJoin: config.gossip.join,
+        // the configured addresses, and those a token join taught us before a restart
+        retryJoin: [...new Set([...config.gossip.join, ...(remembered?.gossip ?? [])])],
         retryMinMs: Math.min(1000, config.gossip.retry_interval),
         retryMaxMs: config.gossip.retry_interval,
         retryMaxAttempts: config.gossip.retry_max,
@@ -163,6 +166,7 @@ export async function startServerDaemon(
       },
     );
     serverTls.onRenew(() => federation.reloadTls());
+    for (const a of remembered?.servers ?? []) federation.addKnownServer(remembered!.primaryDatacenter, a);
     await federation.start();
     closers.push(() => federation.close());
 
@@ -212,7 +216,14 @@ export async function startServerDaemon(
         },
       },
     );
-    mountOperatorRoutes(server, { ca, gossip, federation, registry, config });
+    mountOperatorRoutes(server, {
+      ca,
+      gossip,
+      federation,
+      registry,
+      config,
+      afterJoin: (r, dialled) => afterJoin(r, dialled, { store, gossip, logger: deps.logger('federation') }),
+    });
     await server.start();
     late.server = server;
     closers.push(() => server.close());
@@ -224,7 +235,8 @@ export async function startServerDaemon(
     // unattended join from the config file
     if (config.federation.join_token && dc !== primary && ca.needsIntermediate()) {
       const addr = config.federation.primary_address ?? config.federation.primary_gateways[0];
-      await federation.join(config.federation.join_token, addr ? { address: addr } : {});
+      const r = await federation.join(config.federation.join_token, addr ? { address: addr } : {});
+      await afterJoin(r, addr, { store, gossip, logger: deps.logger('federation') });
     }
 
     // 6. static services from the config file
@@ -345,6 +357,7 @@ function gossipMembership(pool: WanPool): Membership {
         name: s.node,
         dc: s.datacenter,
         fedAddr: s.fedAddr,
+        gossipAddr: s.gossipAddr,
         status:
           s.status === 'alive' || s.status === 'left' || s.status === 'failed'
             ? s.status

@@ -6,7 +6,7 @@
 import type { CertificateAuthority } from '@meshfed/ca';
 import type { MeshfedConfig } from '@meshfed/config';
 import { MeshError, parseDuration, type Registry } from '@meshfed/core';
-import type { Federation, JoinTokenInfo } from '@meshfed/federation';
+import type { Federation, JoinResult, JoinTokenInfo } from '@meshfed/federation';
 import type { KeyOpResult, WanPool } from '@meshfed/gossip';
 import type { ApiRequest, MeshServer } from '@meshfed/server';
 
@@ -16,6 +16,8 @@ export interface OperatorRouteDeps {
   federation: Federation;
   registry: Registry;
   config: MeshfedConfig;
+  /** Remember a token join and join the WAN gossip pool it names; returns members reached. */
+  afterJoin(r: JoinResult, dialled: string | undefined): Promise<number>;
 }
 
 const memberStatusCode = { alive: 1, leaving: 2, left: 3, failed: 4, suspect: 1 } as Record<string, number>;
@@ -128,6 +130,7 @@ export function mountOperatorRoutes(server: MeshServer, deps: OperatorRouteDeps)
         Primary: r.primaryDatacenter,
         PrimaryAddrs: r.primaryAddrs,
         Discarded: r.discarded,
+        GossipJoined: await deps.afterJoin(r, address),
       },
     };
   });
