@@ -9,7 +9,8 @@
 //   req   {m, p}        request method m with params p      -> res {ok, v} | {ok:false, e}
 //   sub   {t, p}        open stream on topic t             -> push <body>* then end {e?}
 //   unsub               the client closes a stream
-//   ping / pong         heartbeats (Clock-driven, both sides)
+//   ping {t, m}         heartbeat (Clock-driven, both sides) carrying our wall and monotonic time
+//   pong {t, m, p}      the echo plus the peer's wall time: a clock-offset sample (see clockOffsetMs)
 
 import { X509Certificate } from 'node:crypto';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
@@ -148,6 +149,8 @@ export class Peer {
   private readonly closeListeners: ((reason: string) => void)[] = [];
   private lastRx: number;
   private heartbeat: TimerHandle | undefined;
+  /** Clock samples from ping/pong: the peer's wall clock minus ours, from the fastest recent round trip. */
+  private readonly offsets: { offsetMs: number; rttMs: number }[] = [];
   private closedReason: string | undefined;
 
   constructor(
@@ -173,6 +176,18 @@ export class Peer {
     });
     this.heartbeat = deps.clock.setInterval(() => this.beat(), options.heartbeatMs);
     this.heartbeat.unref();
+    this.ping(); // a first clock sample right away, so replication lag is right from the start
+  }
+
+  /**
+   * The peer's wall clock minus ours, in ms (NTP-style: the sample with the smallest round trip of
+   * the last 8 heartbeats, so a slow round trip does not skew it). undefined until the first pong,
+   * or when the peer does not echo times. Replication lag uses it to stay right across clock skew.
+   */
+  get clockOffsetMs(): number | undefined {
+    let best: { offsetMs: number; rttMs: number } | undefined;
+    for (const o of this.offsets) if (!best || o.rttMs < best.rttMs) best = o;
+    return best?.offsetMs;
   }
 
   get closed(): boolean {
@@ -320,11 +335,18 @@ export class Peer {
         return this.onPush(id, body);
       case 'end':
         return this.onEnd(id, body);
-      case 'ping':
-        this.send('pong', 0, null).catch(() => undefined);
+      case 'ping': {
+        // Echo the sender's times with our wall clock, so it can estimate the offset between us.
+        const b = body as { t?: unknown; m?: unknown } | null;
+        const echo =
+          typeof b?.t === 'number' && typeof b.m === 'number'
+            ? { t: b.t, m: b.m, p: this.deps.clock.now() }
+            : null;
+        this.send('pong', 0, echo).catch(() => undefined);
         return;
+      }
       case 'pong':
-        return;
+        return this.onPong(body);
       default:
         return this.reject('unknown_type', type.slice(0, 64));
     }
@@ -442,7 +464,21 @@ export class Peer {
       this.terminate();
       return;
     }
-    this.send('ping', 0, null).catch(() => undefined);
+    this.ping();
+  }
+
+  private ping(): void {
+    this.send('ping', 0, { t: this.deps.clock.now(), m: this.deps.clock.monotonic() }).catch(() => undefined);
+  }
+
+  private onPong(body: unknown): void {
+    const b = body as { t?: unknown; m?: unknown; p?: unknown } | null;
+    if (typeof b?.t !== 'number' || typeof b.m !== 'number' || typeof b.p !== 'number') return;
+    const rttMs = this.deps.clock.monotonic() - b.m;
+    if (!(rttMs >= 0) || !Number.isFinite(b.p)) return;
+    // The peer read its clock about half a round trip after we sent.
+    this.offsets.push({ offsetMs: b.p - (b.t + rttMs / 2), rttMs });
+    if (this.offsets.length > 8) this.offsets.shift();
   }
 
   private onClosed(reason: string): void {

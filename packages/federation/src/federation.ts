@@ -607,12 +607,12 @@ export class Federation {
     const tables = this.options.replicatedTables;
     const cursor = this.deps.store.replicationCursor(primary);
     this.pendingSnapshot = undefined;
-    const sub = peer.subscribe('replicate', { cursor, tables }, (body) => this.applyBatch(body));
+    const sub = peer.subscribe('replicate', { cursor, tables }, (body) => this.applyBatch(body, peer));
     sub.done.catch((err: unknown) => this.streamFailed(peer, 'replication', err));
     return sub;
   }
 
-  private applyBatch(body: unknown): void {
+  private applyBatch(body: unknown, from: Peer): void {
     const primary = this.options.primaryDatacenter;
     const b = body as Partial<ReplicationBatch> | null;
     const fail = (why: string): never => {
@@ -661,7 +661,9 @@ export class Federation {
       b.changes = rows;
     }
     const now = this.clock.now();
-    const lag = Math.max(0, now - b.committedAt);
+    // committedAt is the primary's wall clock; the channel's offset estimate puts it on ours, so the
+    // lag stays right when the two clocks disagree (0 offset until the first heartbeat answers).
+    const lag = Math.max(0, now - (b.committedAt - (from.clockOffsetMs ?? 0)));
     const counts = new Map<string, number>();
     for (const c of b.changes) counts.set(c.table, (counts.get(c.table) ?? 0) + 1);
     for (const k of this.kinds.values()) {

@@ -170,6 +170,24 @@ test.serial(
 );
 
 test.serial(
+  "replication lag stays right when the secondary's clock is 30 s ahead (offset measured on the channel's heartbeats)",
+  async (t) => {
+    const dir = tempDir(t);
+    const membership = new StaticMembership();
+    const primary = await makeDc(t, { name: 'dc1', primary: 'dc1', membership, baseDir: dir });
+    await primary.start();
+    const ahead = { ...systemClock, now: () => Date.now() + 30_000 };
+    const dc2 = await makeDc(t, { name: 'dc2', primary: 'dc1', membership, baseDir: dir, clock: ahead });
+    await dc2.fed.join(primary.fed.createJoinToken({ ttlMs: 60_000 }).token);
+    await dc2.start();
+    primary.store.put('intentions', 'web->db', intention('web', 'db'));
+    await converged(primary, [dc2]);
+    const lag = dc2.fed.status().kinds.find((k) => k.kind === 'intentions')!.lagMs!;
+    t.true(lag < 5_000, `lag ${lag} ms; without the offset it would read about 30,000 ms`);
+  },
+);
+
+test.serial(
   'join tokens: single use, expiry, fingerprint pinning, garbage, and local data are refused with clear errors',
   async (t) => {
     const dir = tempDir(t);
