@@ -105,6 +105,51 @@ export function validateConfigEntry(body: unknown): { kind: ConfigKind; name: st
   return { kind, name: entryName, entry: b };
 }
 
+/** Protocols whose discovery chain may route and split (Consul: "advanced routing"). */
+const L7_PROTOCOLS = new Set(['http', 'http2', 'grpc']);
+
+/**
+ * The protocol a service speaks: its service-defaults `Protocol`, else proxy-defaults
+ * `Config.protocol`, else tcp. `get` reads an entry by key with the pending write applied.
+ */
+export function serviceProtocol(service: string, get: (key: string) => Json | undefined): string {
+  const own = get(configKey('service-defaults', service))?.['Protocol'];
+  if (typeof own === 'string' && own !== '') return own;
+  const cfg = get(configKey('proxy-defaults', 'global'))?.['Config'] as Json | undefined;
+  const global = cfg?.['protocol'];
+  return typeof global === 'string' && global !== '' ? global : 'tcp';
+}
+
+/**
+ * Refuse a write or delete that would leave a service-router or service-splitter on a service whose
+ * protocol cannot be routed (Consul refuses it the same way: routers and splitters act on HTTP
+ * requests; on a tcp service they would silently do nothing). `routed` lists the services that have
+ * a router or splitter, with the pending write applied.
+ */
+export function checkRoutableProtocols(
+  change: { kind: ConfigKind; name: string },
+  get: (key: string) => Json | undefined,
+  routed: () => string[],
+): void {
+  let affected: string[];
+  if (change.kind === 'service-router' || change.kind === 'service-splitter')
+    affected = get(configKey(change.kind, change.name)) ? [change.name] : [];
+  else if (change.kind === 'service-defaults') affected = routed().filter((svc) => svc === change.name);
+  else if (change.kind === 'proxy-defaults') affected = routed();
+  else return;
+  for (const svc of affected) {
+    const protocol = serviceProtocol(svc, get);
+    if (L7_PROTOCOLS.has(protocol)) continue;
+    const which = ['service-router', 'service-splitter'].filter((k) => get(configKey(k, svc))).join(' and ');
+    throw bad(
+      change.kind === 'service-router' || change.kind === 'service-splitter' ? 'Kind' : 'Protocol',
+      `discovery chain "${svc}" uses protocol "${protocol}", which does not permit advanced routing or ` +
+        `splitting (it has a ${which}); set Protocol to http, http2 or grpc in service-defaults "${svc}" ` +
+        `(or Config.protocol in proxy-defaults) first`,
+    );
+  }
+}
+
 function subsetRef(o: Json, field: string): void {
   if (o['Service'] !== undefined && o['Service'] !== '') name('service', o['Service'], `${field}.Service`);
   if (o['ServiceSubset'] !== undefined && o['ServiceSubset'] !== '')

@@ -42,7 +42,14 @@ import {
   type ServiceValue,
 } from './catalog.js';
 import { CheckRunner } from './checks.js';
-import { T_CONFIG, configKey, parseKind, validateConfigEntry } from './config-entries.js';
+import {
+  T_CONFIG,
+  checkRoutableProtocols,
+  configKey,
+  parseKind,
+  validateConfigEntry,
+  type ConfigKind,
+} from './config-entries.js';
 import {
   Router,
   blockingRead,
@@ -394,6 +401,26 @@ export class MeshServer {
     } finally {
       this.metrics.duration?.labels(routeName).observe((this.clock.monotonic() - started) / 1000);
     }
+  }
+
+  /** Would this config write (entry) or delete (undefined) leave a router/splitter on a tcp service? */
+  private checkRoutable(kind: ConfigKind, name: string, entry: Json | undefined): void {
+    const pendingKey = configKey(kind, name);
+    const get = (key: string): Json | undefined =>
+      key === pendingKey ? entry : this.store.get<Json>(T_CONFIG, key)?.value;
+    const routed = (): string[] => {
+      const names = new Set<string>();
+      for (const k of ['service-router', 'service-splitter'] as const)
+        for (const row of this.store.list<Json>(T_CONFIG, { secondary: k }))
+          names.add(String(row.value['Name']));
+      if (kind === 'service-router' || kind === 'service-splitter') {
+        if (entry) names.add(name);
+      }
+      return [...names].filter(
+        (svc) => get(configKey('service-router', svc)) || get(configKey('service-splitter', svc)),
+      );
+    };
+    checkRoutableProtocols({ kind, name }, get, routed);
   }
 
   private authorize(token: string | undefined, path: string, write: boolean): void {
@@ -826,6 +853,7 @@ export class MeshServer {
     // config entries
     put('/v1/config', async (req) => {
       const { kind, name, entry } = validateConfigEntry(await req.body());
+      this.checkRoutable(kind, name, entry);
       const rawCas = req.query.get('cas');
       let cas: number | undefined;
       if (rawCas !== null) {
@@ -875,6 +903,7 @@ export class MeshServer {
     r.add('DELETE', '/v1/config/:kind/:name', (req) => {
       const kind = parseKind(req.params['kind'], 'kind');
       const key = configKey(kind, req.params['name']!);
+      this.checkRoutable(kind, req.params['name']!, undefined);
       const rawCas = req.query.get('cas');
       if (rawCas !== null) {
         const cas = Number(rawCas);

@@ -348,6 +348,19 @@ test('config entries: write, read, list, check-and-set, delete, and a service-in
     Failover: { '*': { Datacenters: ['dc2', 'dc3'] } },
   };
   t.is((await call(base, 'PUT', '/v1/config', resolver)).json, true);
+  // A splitter on a tcp service would do nothing: refused as Consul does, until db speaks http.
+  const tcpSplit = await call(base, 'PUT', '/v1/config', {
+    Kind: 'service-splitter',
+    Name: 'db',
+    Splits: [{ Weight: 100, ServiceSubset: 'v1' }],
+  });
+  t.is(tcpSplit.status, 400);
+  t.regex(tcpSplit.text, /discovery chain "db" uses protocol "tcp".*set Protocol to http/);
+  t.is((await call(base, 'GET', '/v1/config/service-splitter/db')).status, 404, 'nothing stored');
+  t.is(
+    (await call(base, 'PUT', '/v1/config', { Kind: 'service-defaults', Name: 'db', Protocol: 'http' })).json,
+    true,
+  );
   t.is(
     (
       await call(base, 'PUT', '/v1/config', {
@@ -381,6 +394,29 @@ test('config entries: write, read, list, check-and-set, delete, and a service-in
       })
     ).json,
     true,
+  );
+  // ... and db cannot go back to tcp, nor lose its http defaults, while it has a router and a splitter.
+  const backToTcp = await call(base, 'PUT', '/v1/config', {
+    Kind: 'service-defaults',
+    Name: 'db',
+    Protocol: 'tcp',
+  });
+  t.is(backToTcp.status, 400);
+  t.regex(backToTcp.text, /service-router and service-splitter/);
+  t.is(
+    (await call(base, 'DELETE', '/v1/config/service-defaults/db')).status,
+    200,
+    'proxy-defaults says http',
+  );
+  t.is(
+    (
+      await call(base, 'PUT', '/v1/config', {
+        Kind: 'proxy-defaults',
+        Name: 'global',
+        Config: { protocol: 'tcp' },
+      })
+    ).status,
+    400,
   );
   const resolvers = (await call(base, 'GET', '/v1/config/service-resolver')).json as { Name: string }[];
   t.deepEqual(
