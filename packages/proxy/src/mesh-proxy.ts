@@ -7,6 +7,7 @@
 // so established connections never drop) and its watches. It never logs keys or tokens, and a
 // bad peer closes that connection, never the proxy.
 
+import { constants as cryptoConstants } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -63,7 +64,8 @@ export interface MeshProxyOptions {
   tlsMinVersion: 'TLSv1.2' | 'TLSv1.3';
   /**
    * Resume TLS sessions toward a target endpoint (one cached session per endpoint and SNI, dropped
-   * whenever our leaf or trust bundle changes). Saves the full mTLS handshake per new connection.
+   * whenever our leaf or trust bundle changes), and issue session tickets on the inbound listener.
+   * Saves the full mTLS handshake per new connection. Off: no tickets offered or issued.
    */
   sessionResumption: boolean;
 }
@@ -374,6 +376,20 @@ export class MeshProxy implements Startable {
     };
   }
 
+  /**
+   * The inbound listener's options. Without sessionResumption it issues no stateless session
+   * tickets (SSL_OP_NO_TICKET): OpenSSL 3.0 builds each ticket by serializing the session and
+   * decoding it again, certificate included — two per connection, ~500 µs of CPU per connection
+   * together (measured, a Node TLS pair in one process: 2631 → 2128 µs). With it, clients that
+   * resume save far more than that on every later connection.
+   */
+  private serverContextOptions(): tls.SecureContextOptions {
+    return {
+      ...this.contextOptions(),
+      secureOptions: this.opts.sessionResumption ? 0 : cryptoConstants.SSL_OP_NO_TICKET,
+    };
+  }
+
   private tlsVersions(): { minVersion: tls.SecureVersion; maxVersion: tls.SecureVersion } {
     return { minVersion: this.opts.tlsMinVersion, maxVersion: 'TLSv1.3' };
   }
@@ -381,9 +397,8 @@ export class MeshProxy implements Startable {
   /** New handshakes use the new material; established sessions keep theirs (no drop). */
   private buildContexts(): void {
     if (!this.leaf || !this.roots) return;
-    const opts = this.contextOptions();
-    this.clientCtx = tls.createSecureContext(opts);
-    this.inbound?.setSecureContext(opts);
+    this.clientCtx = tls.createSecureContext(this.contextOptions());
+    this.inbound?.setSecureContext(this.serverContextOptions());
     // Sessions were made with the old identity/bundle; verdicts depend on the trust domain.
     this.sessions.clear();
     this.peerIds.clear();
@@ -556,7 +571,7 @@ export class MeshProxy implements Startable {
 
   private async listenInbound(): Promise<void> {
     const server = tls.createServer({
-      ...this.contextOptions(),
+      ...this.serverContextOptions(),
       requestCert: true,
       rejectUnauthorized: true,
       handshakeTimeout: this.opts.handshakeTimeoutMs,
