@@ -633,10 +633,13 @@ export class MeshProxy implements Startable {
     }
     const appHost = this.reg?.Proxy?.LocalServiceAddress || '127.0.0.1';
     const appPort = this.reg?.Proxy?.LocalServicePort ?? 0;
+    // The app side stays on the 'data' path: its reads go to TLS writes, which complete
+    // asynchronously, so an `onread` buffer could never be reused (measured: B's CPU per MB
+    // 1549 -> 2611 us and per request 45.9 -> 49.7 us with it).
     const app = net.connect({ host: appHost, port: appPort, noDelay: true });
     const conn: InboundConn = { tls: sock, app, source, spiffe };
     this.inboundConns.add(conn);
-    this.relay('inbound', sock, app, () => this.inboundConns.delete(conn));
+    this.relay('inbound', sock, app, undefined, () => this.inboundConns.delete(conn));
   }
 
   /** The peer's service identity, parsed and checked once per certificate. */
@@ -751,12 +754,13 @@ export class MeshProxy implements Startable {
         attempts++;
         const ep = t.endpoints[(start + i) % t.endpoints.length]!;
         try {
-          const server = await this.dial(t, ep);
+          const back = new Forward();
+          const server = await this.dial(t, ep, back);
           if (client.destroyed) {
             server.destroy();
             return;
           }
-          this.relay(`upstream:${name}`, client, server);
+          this.relay(`upstream:${name}`, client, server, back);
           client.resume();
           return;
         } catch (err) {
@@ -776,7 +780,11 @@ export class MeshProxy implements Startable {
     client.destroy();
   }
 
-  private dial(t: ResolvedTarget, ep: { address: string; port: number }): Promise<tls.TLSSocket> {
+  private dial(
+    t: ResolvedTarget,
+    ep: { address: string; port: number },
+    back: Forward,
+  ): Promise<tls.TLSSocket> {
     return new Promise((resolve, reject) => {
       const td = this.trustDomain;
       const expectKey = `|${td}|${t.service}|${t.namespace}|${t.datacenter}`;
@@ -788,6 +796,9 @@ export class MeshProxy implements Startable {
         port: ep.port,
         servername: t.sni,
         secureContext: ctx,
+        // Node's tls.connect passes `onread` to the socket (net.Socket's option); @types/node
+        // lacks it on ConnectionOptions.
+        ...({ onread: back.onread } as object),
         ...this.tlsVersions(),
         session: resume ? this.sessions.get(sessionKey) : undefined,
         checkServerIdentity: (): Error | undefined => {
@@ -862,11 +873,18 @@ export class MeshProxy implements Startable {
   // --- byte path ---------------------------------------------------------------------------------
 
   /**
-   * Bytes both ways between two sockets: 'data' straight into write(), backpressure by write()'s
-   * return value and 'drain' (no stream pipeline, no per-chunk closures). Either side closing or
-   * failing ends both; byte counts are read from the sockets once, at the end.
+   * Bytes both ways between two sockets: by 'data' straight into write(), or for `b` through
+   * its `onread` buffer when it was opened with one (`back`, the upstream TLS socket); backpressure by
+   * write()'s return value and 'drain' (no stream pipeline, no per-chunk closures). Either side
+   * closing or failing ends both; byte counts are read from the sockets once, at the end.
    */
-  private relay(listener: string, a: net.Socket, b: net.Socket, onClose?: () => void): void {
+  private relay(
+    listener: string,
+    a: net.Socket,
+    b: net.Socket,
+    back: Forward | undefined,
+    onClose?: () => void,
+  ): void {
     const lm = this.metricsFor(listener);
     lm.connections.inc();
     lm.active.inc();
@@ -884,7 +902,8 @@ export class MeshProxy implements Startable {
     a.on('error', finish).on('close', finish);
     b.on('error', finish).on('close', finish);
     splice(a, b);
-    splice(b, a);
+    if (back) back.start(b, a);
+    else splice(b, a);
   }
 }
 
@@ -923,6 +942,56 @@ function splice(src: net.Socket, dst: net.Socket): void {
   });
   dst.on('drain', () => src.resume());
   src.on('end', () => dst.end());
+}
+
+/** Size of the read buffer of a socket the sidecar opens (one per relayed connection). */
+const READ_BUFFER = 16 * 1024;
+
+/**
+ * Bytes from the upstream TLS socket into the app's connection, read with Node's `onread` into
+ * a buffer of our own (16 kB, one TLS record, per connection) instead of the stream's
+ * 'data' path (which allocates a buffer per read and runs the Readable machinery). The buffer is
+ * reused for the next read only when write() took the bytes synchronously (nothing left queued
+ * on the destination); otherwise the queued write still references it and the next read gets a
+ * new one. Bytes that arrive before `start` (an app that speaks first) are copied and held.
+ */
+class Forward {
+  private buf = Buffer.allocUnsafe(READ_BUFFER);
+  private retained = false;
+  private src: net.Socket | undefined;
+  private dst: net.Socket | undefined;
+  private early: Buffer[] | undefined;
+  readonly onread = {
+    buffer: (): Buffer => {
+      if (this.retained) {
+        this.retained = false;
+        this.buf = Buffer.allocUnsafe(READ_BUFFER);
+      }
+      return this.buf;
+    },
+    callback: (n: number, buf: Uint8Array): boolean => {
+      const dst = this.dst;
+      const chunk = (buf as Buffer).subarray(0, n);
+      if (!dst) {
+        (this.early ??= []).push(Buffer.from(chunk));
+        return true;
+      }
+      const ok = dst.write(chunk);
+      if (dst.writableLength > 0) this.retained = true;
+      if (!ok) this.src!.pause();
+      return true;
+    },
+  };
+
+  start(src: net.Socket, dst: net.Socket): void {
+    this.src = src;
+    this.dst = dst;
+    for (const c of this.early ?? []) dst.write(c);
+    this.early = undefined;
+    if (dst.writableNeedDrain) src.pause();
+    dst.on('drain', () => src.resume());
+    src.on('end', () => dst.end());
+  }
 }
 
 /** A Map that forgets everything when it grows past its bound (entries are cheap to recompute). */
