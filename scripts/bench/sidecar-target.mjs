@@ -102,8 +102,11 @@ const proxy = new MeshProxy(
     datacenter: me.datacenter,
     defaultIntentionPolicy: 'allow',
     tlsMinVersion: 'TLSv1.3',
-    // resumption only when the harness runs with --resume (its checks require full handshakes otherwise)
-    sessionResumption: env.BENCH_RESUME === '1',
+    // A resumes only when the harness runs with --resume (its checks require full handshakes
+    // otherwise). B (inbound) issues session tickets like the HAProxy pair's B does (two per
+    // connection; its config has no `no-tls-tickets`), so both pairs do the same work per
+    // connection; MESHFED_BENCH_B_TICKETS=0 measures B without tickets (sessionResumption: false).
+    sessionResumption: env.BENCH_RESUME === '1' || (role === 'in' && env.MESHFED_BENCH_B_TICKETS !== '0'),
   },
   { logger, clock: systemClock, registry: new Registry(), sources },
 );

@@ -5,7 +5,8 @@ import { Registry } from '@meshfed/core';
 import { freePort, tempDir, waitFor } from '@meshfed/testkit';
 import { TestCa, rootsOf } from './fixtures/test-ca.js';
 import { dialApp, setHealth, sidecarEntry, startApp, startFake, startSidecar } from './fixtures/mesh.js';
-import { spiffeIdFromSan, uriSans } from '../src/index.js';
+import { X509Certificate } from 'node:crypto';
+import { peerCertDer, spiffeIdFromDer, spiffeIdFromSan, uriSans } from '../src/index.js';
 
 const TD = '11111111-2222-3333-4444-555555555555.consul';
 
@@ -139,4 +140,63 @@ test('SAN parsing: URI entries, quoted values, several SPIFFE IDs refused', (t) 
   t.false(spiffeIdFromSan(undefined).ok);
   const ok = spiffeIdFromSan('URI:spiffe://a.consul/ns/default/dc/dc1/svc/web');
   t.true(ok.ok && ok.value.kind === 'service' && ok.value.service === 'web');
+});
+
+test('peerCertDer reads the peer certificate from the TLS session on both sides, full and resumed', async (t) => {
+  // The sidecars' fast path: if a Node/OpenSSL upgrade changed the session encoding, this fails
+  // (the proxy would still work, through its slower fallback to Node's certificate accessors).
+  const ca = TestCa.create(tempDir(t), TD);
+  const server = ca.leaf({ service: 'counting' });
+  const client = ca.leaf({ service: 'dashboard' });
+  const seen: (Buffer | undefined)[] = [];
+  const srv = tls.createServer({
+    cert: server.CertPEM,
+    key: server.PrivateKeyPEM,
+    ca: ca.rootPem,
+    requestCert: true,
+    rejectUnauthorized: true,
+  });
+  srv.on('secureConnection', (s) => {
+    seen.push(peerCertDer(s));
+    s.end('x');
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => srv.close());
+  const port = (srv.address() as { port: number }).port;
+  const dial = (session?: Buffer) =>
+    new Promise<{ der: Buffer | undefined; reused: boolean; session: Buffer | undefined }>(
+      (resolve, reject) => {
+        let der: Buffer | undefined;
+        let next: Buffer | undefined;
+        const c = tls.connect({
+          host: '127.0.0.1',
+          port,
+          cert: client.CertPEM,
+          key: client.PrivateKeyPEM,
+          ca: ca.rootPem,
+          session,
+          checkServerIdentity: () => {
+            der = peerCertDer(c);
+            return undefined;
+          },
+        });
+        c.on('session', (s: Buffer) => (next = s));
+        c.on('error', reject);
+        c.resume();
+        c.on('end', () =>
+          resolve({ der: der ?? peerCertDer(c), reused: c.isSessionReused(), session: next }),
+        );
+      },
+    );
+  const full = await dial();
+  t.false(full.reused);
+  t.deepEqual(full.der, new X509Certificate(server.CertPEM).raw, 'client side, during the handshake');
+  t.deepEqual(seen[0], new X509Certificate(client.CertPEM).raw, 'server side');
+  const again = await dial(full.session);
+  t.true(again.reused, 'the second connection resumed');
+  t.deepEqual(again.der, new X509Certificate(server.CertPEM).raw, 'client side, resumed');
+  t.deepEqual(seen[1], new X509Certificate(client.CertPEM).raw, 'server side, resumed');
+  const id = spiffeIdFromDer(seen[0]!);
+  t.true(id.ok && id.value.kind === 'service' && id.value.service === 'dashboard');
+  t.false(spiffeIdFromDer(Buffer.from('not a certificate')).ok);
 });

@@ -71,4 +71,22 @@ test('upstream connections resume the TLS session with a target; a new leaf forc
   });
   for (const m of ['a', 'b', 'c']) t.is(await roundTrip(upPort2, m), `counting:${m}`);
   t.is(resumed(c.registry.render()), 0);
+
+  // An inbound listener with sessionResumption: false issues no usable ticket: a caller that
+  // would resume (A, the default) makes a full handshake every time.
+  const quiet = await startApp(t, 'quiet');
+  const q = await startSidecar(t, fake, ca, {
+    service: 'quiet',
+    appPort: quiet.port,
+    options: { sessionResumption: false },
+  });
+  setHealth(fake, 'quiet', undefined, [sidecarEntry('quiet', q.port)]);
+  const upPort3 = await freePort();
+  const d = await startSidecar(t, fake, ca, {
+    service: 'dashboard2',
+    appPort: 1,
+    upstreams: [{ DestinationName: 'quiet', LocalBindPort: upPort3 }],
+  });
+  for (const m of ['x', 'y', 'z']) t.is(await roundTrip(upPort3, m), `quiet:${m}`);
+  t.false(d.registry.render().includes('meshfed_proxy_tls_sessions_resumed_total{service="quiet"}'));
 });
