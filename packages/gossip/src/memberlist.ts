@@ -77,7 +77,10 @@ export interface MemberlistConfig {
   awarenessMaxMultiplier: number;
   enableCompression: boolean;
   udpBufferSize: number;
-  /** Lifeguard (local health + suspicion confirmations). Off = plain SWIM, for comparison. */
+  /**
+   * Lifeguard: local health (LHA-Probe), suspicion timeouts shrinking with confirmations
+   * (LHA-Suspicion) and the buddy system. Off = plain SWIM, for comparison only.
+   */
   lifeguard: boolean;
   gossipVerifyIncoming: boolean;
 }
@@ -761,14 +764,19 @@ export class Memberlist {
 
   private async probe(): Promise<void> {
     const interval = this.cfg.probeIntervalMs * (this.health + 1);
+    let probed = false;
     try {
       const target = this.nextProbeTarget();
-      if (target) await this.probeNode(target, interval);
+      if (target) {
+        await this.probeNode(target, interval);
+        probed = true;
+      }
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'probe failed');
     }
-    // probeNode waits out the scaled interval itself; only wait when nothing was probed.
-    this.scheduleProbe(this.nodes.length <= 1 ? interval : 0);
+    // probeNode waits out the scaled interval itself; wait here when nothing was probed (alone,
+    // every other node dead or left, or the probe threw) — probing again at once would spin.
+    this.scheduleProbe(probed ? 0 : interval);
   }
 
   private nextProbeTarget(): NodeEntry | undefined {
@@ -827,7 +835,8 @@ export class Memberlist {
       sourceNode: this.name,
     });
     try {
-      if (target.state === 'alive') this.sendMsg(to, ping);
+      // Lifeguard's buddy system: a suspect learns of its suspicion from the prober's ping itself.
+      if (target.state === 'alive' || !this.cfg.lifeguard) this.sendMsg(to, ping);
       else
         this.rawSend(
           to,
