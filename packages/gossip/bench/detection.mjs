@@ -5,12 +5,16 @@
 // false suspicions/deaths (raised BY the slow node, ABOUT it, and among the others), bytes/node/s
 // and CPU; with several seeds, the median of each number. Run after `npm run build`:
 //   node packages/gossip/bench/detection.mjs [--sizes 10,50,200] [--window-s 300] [--seeds 1,2,3]
-//        [--slow stall|drop] [--stall-scale 5]
+//        [--slow stall|drop|delay] [--stall-scale 5] [--delay-ms 5000] [--slow-count 1]
+//        [--profile wan|lan] [--loss 0.1]
 // --slow stall (default): Lifeguard's slow node, a CPU-starved event loop: it stalls for
 //   U(0.2, 2) s × scale, runs U(0.2, 2) s × scale, and so on; while stalled its timers and inbound
 //   traffic queue up (nothing is dropped), then timers fire first and the queued I/O is read after.
 //   scale defaults to probeInterval / 1 s (5 for WAN: its timings are 5× LAN's).
 // --slow drop: the old model, the node's traffic is dropped 0.75–2.25 s on / off (a partition flap).
+// --slow delay: the Lifeguard paper's anomaly, slow message processing: --slow-count members handle
+//   every inbound message --delay-ms late (in order) during the window; their timers and sends are
+//   unaffected, so their acks, nacks and the refutations they need arrive late.
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { SimCluster, seededRandom } from '../dist/src/index.js';
@@ -24,6 +28,9 @@ const windowMs = Number(arg('window-s', '300')) * 1000;
 const seeds = arg('seeds', arg('seed', '1,2,3')).split(',').map(Number);
 const profile = arg('profile', 'wan');
 const slowModel = arg('slow', 'stall');
+const delayMs = Number(arg('delay-ms', '5000'));
+const slowCount = Number(arg('slow-count', '1'));
+const loss = Number(arg('loss', '0.1'));
 
 const q = (xs, p) => {
   if (xs.length === 0) return NaN;
@@ -47,7 +54,19 @@ async function scenario(n, lifeguard, seed) {
           runMaxMs: 2000 * scale,
         }
       : undefined;
-  const c = new SimCluster({ n, profile, loss: 0.1, seed, memberlist: { lifeguard }, slow: slowOpt });
+  // anomalous members: 1, then spread over the cluster (never the seed 0 or the crash victim n/2)
+  const delayedIdx = Array.from({ length: slowCount }, (_, k) => 1 + Math.floor((k * n) / slowCount)).map(
+    (i) => (i === Math.floor(n / 2) ? i + 1 : i),
+  );
+  const c = new SimCluster({
+    n,
+    profile,
+    loss,
+    seed,
+    memberlist: { lifeguard },
+    slow: slowOpt,
+    ...(slowModel === 'delay' ? { delayed: { indices: delayedIdx, delayMs } } : {}),
+  });
   await c.start();
   const t0 = c.clock.monotonic();
   await c.joinAll();
@@ -57,7 +76,7 @@ async function scenario(n, lifeguard, seed) {
 
   // false-positive window: 10 % loss plus the slow node
   const slow = `${SimCluster.host(slowIdx)}:7946`;
-  const slowName = SimCluster.name_(slowIdx);
+  const slowNames = c.anomalous();
   const rnd = seededRandom(seed + 99);
   let stopped = false;
   let cycle;
@@ -79,20 +98,24 @@ async function scenario(n, lifeguard, seed) {
   const fpFailedEvents = c.events.slice(ev0).filter((e) => e.type === 'member-failed');
   const fpSusp = after.suspicions - base.suspicions;
   const fpDeaths = after.deaths - base.deaths;
-  const fpAboutSlow = fpFailedEvents.filter((e) => e.node === slowName).length;
+  const fpAboutSlow = fpFailedEvents.filter((e) => slowNames.has(e.node)).length;
   const dec = c.decisions.slice(dec0);
   const split = (kind) => {
     const d = dec.filter((x) => x.kind === kind);
     return {
-      by: d.filter((x) => x.by === slowName).length,
-      about: d.filter((x) => x.node === slowName).length,
-      others: d.filter((x) => x.by !== slowName && x.node !== slowName).length,
+      by: d.filter((x) => slowNames.has(x.by)).length,
+      about: d.filter((x) => slowNames.has(x.node)).length,
+      others: d.filter((x) => !slowNames.has(x.by) && !slowNames.has(x.node)).length,
     };
   };
   const suspSplit = split('suspect');
   const deathSplit = split('dead');
   // the user-visible harm: a healthy node other than the slow one shown failed somewhere
-  const fpFailedHealthy = fpFailedEvents.filter((e) => e.node !== slowName).length;
+  const fpFailedHealthy = fpFailedEvents.filter((e) => !slowNames.has(e.node)).length;
+  // ... and seen by a healthy member (an anomalous member's own view is not what users read)
+  const fpFailedHealthyAtHealthy = fpFailedEvents.filter(
+    (e) => !slowNames.has(e.node) && !slowNames.has(e.observer),
+  ).length;
   const stall = c.slowGate ? { stalls: c.slowGate.stalls, stalledMs: c.slowGate.stalledMs } : undefined;
   c.stopSlow();
   c.net.paused.delete(slow);
@@ -133,6 +156,7 @@ async function scenario(n, lifeguard, seed) {
     fpFailedViews: fpFailedEvents.length,
     fpAboutSlow,
     fpFailedHealthy,
+    fpFailedHealthyAtHealthy,
     suspSplit,
     deathSplit,
     stall,
@@ -166,7 +190,7 @@ for (const n of sizes)
         `done N=${n} lifeguard=${lifeguard} seed=${seed} in ${r.wallS.toFixed(1)} s wall: ` +
           `susp by/about/others ${r.suspSplit.by}/${r.suspSplit.about}/${r.suspSplit.others}, ` +
           `deaths ${r.deathSplit.by}/${r.deathSplit.about}/${r.deathSplit.others}, ` +
-          `failed views of healthy ${r.fpFailedHealthy}, det ${r.detMedian}\n`,
+          `failed views of healthy ${r.fpFailedHealthy} (at healthy ${r.fpFailedHealthyAtHealthy}), det ${r.detMedian}\n`,
       );
     }
     const m = (f) => med(runs.map(f));
@@ -183,6 +207,7 @@ for (const n of sizes)
       fpDeaths: m((r) => r.fpDeaths),
       fpFailedViews: m((r) => r.fpFailedViews),
       fpFailedHealthy: m((r) => r.fpFailedHealthy),
+      fpFailedHealthyAtHealthy: m((r) => r.fpFailedHealthyAtHealthy),
       sBy: m((r) => r.suspSplit.by),
       sAbout: m((r) => r.suspSplit.about),
       sOthers: m((r) => r.suspSplit.others),
@@ -197,31 +222,31 @@ for (const n of sizes)
 
 const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 console.log(
-  `# gossip simulation: ${profile} profile, 10 % loss, 1 slow node (${slowModel}), window ${windowMs / 1000} s, seeds ${seeds.join(',')} (medians)`,
+  `# gossip simulation: ${profile} profile, ${loss * 100} % loss, ${slowModel === 'delay' ? `${slowCount} member(s) with ${delayMs} ms message-processing delay` : `1 slow node (${slowModel})`}, window ${windowMs / 1000} s, seeds ${seeds.join(',')} (medians)`,
 );
 console.log(
   `machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, node ${process.version}, ${new Date().toISOString()}`,
 );
 console.log('');
 console.log(
-  '| N | lifeguard | converge s (rounds) | detection median / p99 s (detected) | false suspicions: total /node-h (count) · by slow / about slow / others | false deaths declared: total · by slow / about slow / others | failed views: all / of healthy nodes | bytes/node/s | CPU ms/node/sim-s |',
+  '| N | lifeguard | converge s (rounds) | detection median / p99 s (detected) | false suspicions: total /node-h (count) · by slow / about slow / others | false deaths declared: total · by slow / about slow / others | failed views: all / of healthy nodes / of healthy nodes at healthy nodes | bytes/node/s | CPU ms/node/sim-s |',
 );
 console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of rows)
   console.log(
-    `| ${r.n} | ${r.lifeguard ? 'on' : 'off (SWIM)'} | ${f(r.convS)} (${f(r.convRounds, 0)}) | ${f(r.detMedian)} / ${f(r.detP99)} (${r.detected}/${r.n - 1}) | ${f(r.fpSusp / r.nodeHours)} (${r.fpSusp}) · ${r.sBy} / ${r.sAbout} / ${r.sOthers} | ${r.fpDeaths} · ${r.dBy} / ${r.dAbout} / ${r.dOthers} | ${r.fpFailedViews} / ${r.fpFailedHealthy} | ${f(r.bytesPerNodeS, 0)} | ${f(r.cpuMsPerNodeSimS, 3)} |`,
+    `| ${r.n} | ${r.lifeguard ? 'on' : 'off (SWIM)'} | ${f(r.convS)} (${f(r.convRounds, 0)}) | ${f(r.detMedian)} / ${f(r.detP99)} (${r.detected}/${r.n - 1}) | ${f(r.fpSusp / r.nodeHours)} (${r.fpSusp}) · ${r.sBy} / ${r.sAbout} / ${r.sOthers} | ${r.fpDeaths} · ${r.dBy} / ${r.dAbout} / ${r.dOthers} | ${r.fpFailedViews} / ${r.fpFailedHealthy} / ${r.fpFailedHealthyAtHealthy} | ${f(r.bytesPerNodeS, 0)} | ${f(r.cpuMsPerNodeSimS, 3)} |`,
   );
 console.log('');
 console.log(
-  '| N | SWIM / Lifeguard (medians): false suspicions | false deaths | failed views of healthy nodes |',
+  '| N | SWIM / Lifeguard (medians): false suspicions | false deaths | failed views of healthy nodes | … at healthy nodes |',
 );
-console.log('|---|---|---|---|');
+console.log('|---|---|---|---|---|');
 const ratio = (a, b) =>
   b === 0 ? (a === 0 ? '0 / 0' : `${a} / 0 (∞)`) : `${(a / b).toFixed(1)}× (${a} / ${b})`;
 for (const n of sizes) {
   const on = rows.find((r) => r.n === n && r.lifeguard);
   const off = rows.find((r) => r.n === n && !r.lifeguard);
   console.log(
-    `| ${n} | ${ratio(off.fpSusp, on.fpSusp)} | ${ratio(off.fpDeaths, on.fpDeaths)} | ${ratio(off.fpFailedHealthy, on.fpFailedHealthy)} |`,
+    `| ${n} | ${ratio(off.fpSusp, on.fpSusp)} | ${ratio(off.fpDeaths, on.fpDeaths)} | ${ratio(off.fpFailedHealthy, on.fpFailedHealthy)} | ${ratio(off.fpFailedHealthyAtHealthy, on.fpFailedHealthyAtHealthy)} |`,
   );
 }

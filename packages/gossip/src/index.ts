@@ -17,5 +17,5 @@ export { MemoryNetwork, NetTransport, StreamConn, type Addr, type Transport } fr
 export { lzwCompress, lzwDecompress } from './lzw.js';
 export * as msgpack from './msgpack.js';
 export * as wire from './wire.js';
-export { GatedClock, SimClock, StallGate, seededRandom, type StallOptions } from './sim.js';
+export { DelayGate, GatedClock, SimClock, StallGate, seededRandom, type StallOptions } from './sim.js';
 export { SimCluster, type SimClusterOptions, type SimDecision, type SimEvent } from './sim-cluster.js';

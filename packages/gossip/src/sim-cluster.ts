@@ -4,7 +4,7 @@
 import { silentLogger } from '@meshfed/core';
 import { GossipPool, type GossipPoolOptions } from './gossip-pool.js';
 import type { MemberlistConfig } from './memberlist.js';
-import { GatedClock, SimClock, StallGate, seededRandom, type StallOptions } from './sim.js';
+import { DelayGate, GatedClock, SimClock, StallGate, seededRandom, type StallOptions } from './sim.js';
 import { MemoryNetwork } from './transport.js';
 
 export interface SimClusterOptions {
@@ -20,6 +20,11 @@ export interface SimClusterOptions {
    * its event loop stalls, then handled late; nothing is dropped. Stalls begin at `startSlow()`.
    */
   slow?: { index: number } & Partial<Omit<StallOptions, 'random'>>;
+  /**
+   * Members with slow message processing (the Lifeguard paper's anomaly): their inbound traffic is
+   * handled `delayMs` late while their timers and sends run normally. Starts at `startSlow()`.
+   */
+  delayed?: { indices: readonly number[]; delayMs: number };
 }
 
 /** A failure-detector decision taken by one node about another (see Memberlist.onDecision). */
@@ -46,6 +51,8 @@ export class SimCluster {
   readonly decisions: SimDecision[] = [];
   /** The slow node's event-loop gate, when `slow` was given. */
   readonly slowGate: StallGate | undefined;
+  /** The delay gates of the `delayed` members, by index. */
+  readonly delayGates = new Map<number, DelayGate>();
   private readonly random: () => number;
 
   constructor(readonly opts: SimClusterOptions) {
@@ -63,14 +70,26 @@ export class SimCluster {
         runMaxMs: opts.slow.runMaxMs ?? 2_000,
         random: seededRandom((opts.seed ?? 1) + 13),
       });
+    for (const i of opts.delayed?.indices ?? [])
+      this.delayGates.set(i, new DelayGate(this.clock, opts.delayed!.delayMs));
+  }
+
+  /** Names of the anomalous members (stalled or delayed). */
+  anomalous(): Set<string> {
+    const names = new Set<string>();
+    if (this.opts.slow) names.add(SimCluster.name_(this.opts.slow.index));
+    for (const i of this.delayGates.keys()) names.add(SimCluster.name_(i));
+    return names;
   }
 
   /** Start the slow node's stall cycle. */
   startSlow(): void {
     this.slowGate?.start();
+    for (const g of this.delayGates.values()) g.start();
   }
   stopSlow(): void {
     this.slowGate?.stop();
+    for (const g of this.delayGates.values()) g.stop();
   }
 
   static name_(i: number): string {
@@ -85,6 +104,8 @@ export class SimCluster {
       const addr = { host: SimCluster.host(i), port: 7946 };
       const isSlow = this.opts.slow?.index === i && this.slowGate !== undefined;
       if (isSlow) this.net.gates.set(`${addr.host}:${addr.port}`, this.slowGate!);
+      const delay = this.delayGates.get(i);
+      if (delay) this.net.gates.set(`${addr.host}:${addr.port}`, delay);
       const clock = isSlow ? new GatedClock(this.clock, this.slowGate!) : this.clock;
       const pool = new GossipPool(
         {

@@ -238,6 +238,37 @@ export class StallGate {
   }
 }
 
+/**
+ * Slow message processing, the anomaly of the Lifeguard paper's benchmarks ("vary message
+ * processing delays in a controlled manner"): while active, every packet and stream read that
+ * reaches an anomalous member is handled `delayMs` late, in arrival order; its timers and its
+ * sends are not affected. So its probes' acks, the nacks of its indirect probes and the
+ * refutations of the peers it suspects all reach it late — the case Lifeguard was built for.
+ */
+export class DelayGate {
+  private active = false;
+  delayed = 0;
+
+  constructor(
+    private readonly clock: SimClock,
+    readonly delayMs: number,
+  ) {}
+
+  start(): void {
+    this.active = true;
+  }
+  /** Stop delaying new arrivals (those already held are still handled late). */
+  stop(): void {
+    this.active = false;
+  }
+
+  io(fn: () => void): void {
+    if (!this.active) return fn();
+    this.delayed++;
+    this.clock.setTimeout(fn, this.delayMs);
+  }
+}
+
 interface GatedHandle extends TimerHandle {
   inner: TimerHandle | undefined;
   cancelled: boolean;

@@ -166,6 +166,58 @@ async function slowNodeRun(lifeguard: boolean) {
   return r;
 }
 
+test("slow message processing (Lifeguard's anomaly): plain SWIM shows healthy members failed, Lifeguard does not", async (t) => {
+  // One member handles every inbound message 6 s late (its timers and sends run on time), LAN
+  // profile (suspicion timeout 4 s minimum at N = 10, 24 s maximum), 10 % loss, 120 s.
+  const run = async (lifeguard: boolean) => {
+    const c = new SimCluster({
+      n: 10,
+      profile: 'lan',
+      loss: 0.1,
+      seed: 1,
+      memberlist: { lifeguard },
+      delayed: { indices: [1], delayMs: 6_000 },
+    });
+    await c.start();
+    await c.joinAll();
+    t.not(await c.clock.runUntil(() => c.converged(), 60_000), undefined);
+    const from = c.events.length;
+    c.startSlow();
+    await c.clock.run(120_000);
+    const slow = c.anomalous();
+    const failedHealthy = c.events
+      .slice(from)
+      .filter((e) => e.type === 'member-failed' && !slow.has(e.node)).length;
+    const delayed = c.delayGates.get(1)!.delayed;
+    await c.close();
+    return { failedHealthy, delayed };
+  };
+  const swim = await run(false);
+  const lifeguard = await run(true);
+  t.log(`failed views of healthy members: SWIM ${swim.failedHealthy}, Lifeguard ${lifeguard.failedHealthy}`);
+  t.true(swim.delayed > 100 && lifeguard.delayed > 100, 'the anomaly really delayed messages');
+  t.true(
+    swim.failedHealthy >= 10,
+    `plain SWIM: the slow member's accusations reach everyone (${swim.failedHealthy})`,
+  );
+  t.is(lifeguard.failedHealthy, 0, 'Lifeguard: no healthy member is ever shown failed');
+});
+
+test('a member whose every peer is dead keeps probing at the probe interval, without spinning', async (t) => {
+  const c = new SimCluster({ n: 3, profile: 'lan', seed: 3 });
+  await c.start();
+  await c.joinAll();
+  t.not(await c.clock.runUntil(() => c.converged(), 30_000), undefined);
+  await c.kill(1);
+  await c.kill(2);
+  t.not(await c.clock.runUntil(() => c.countStatus(SimCluster.name_(1), 'failed') === 1, 60_000), undefined);
+  t.not(await c.clock.runUntil(() => c.countStatus(SimCluster.name_(2), 'failed') === 1, 60_000), undefined);
+  const fired = c.clock.fired;
+  await c.clock.run(60_000); // spun forever at 0 ms per probe before the fix
+  t.true(c.clock.fired - fired < 2_000, `timers fired in 60 s alone: ${c.clock.fired - fired}`);
+  await c.close();
+});
+
 test('a CPU-starved node on a lossy WAN: suspected, never failed; no healthy node shown failed; Lifeguard raises its local health', async (t) => {
   for (const lifeguard of [false, true]) {
     const r = await slowNodeRun(lifeguard);
