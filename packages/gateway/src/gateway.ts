@@ -1,6 +1,6 @@
 // MeshGateway: the byte path. Follow a connection top to bottom in this file:
 //   accept → limits → peek ClientHello → route by SNI → connect upstream (retry, ejection)
-//   → replay the peeked bytes → pipe both ways (backpressure, half-close) → close and count.
+//   → replay the peeked bytes → relay both ways (backpressure, half-close) → close and count.
 // It owns the listener, the live routing table and per-endpoint health. It never decrypts, never
 // holds keys, never logs raw client input above debug, and never lets one bad client hurt another.
 
@@ -428,6 +428,26 @@ export class MeshGateway implements Startable {
 
 function noop(): void {}
 
+/**
+ * Bytes from `src` to `dst` as they arrive: a full `dst` pauses `src` until it drains (a slow reader
+ * never grows our buffers beyond one socket's high-water mark), and `src`'s FIN becomes `dst`'s
+ * FIN (half-close passes through; both sockets are allowHalfOpen). Errors and close are the
+ * connection's business (Conn). Cheaper per connection and per chunk than stream.pipe(), which
+ * installs six listeners per direction and an unpipe machinery the gateway never uses.
+ */
+function relay(src: net.Socket, dst: net.Socket): void {
+  const resume = (): void => void src.resume();
+  src.on('data', (chunk: Buffer) => {
+    if (!dst.write(chunk)) {
+      src.pause();
+      dst.once('drain', resume);
+    }
+  });
+  // A FIN that arrived with the ClientHello may already have been read while we were connecting.
+  if (src.readableEnded) dst.end();
+  else src.once('end', () => dst.end());
+}
+
 /** One client connection, from accept to close. */
 class Conn {
   private hello: Buffer | undefined; // the first chunk, or `scratch` when it came in pieces
@@ -600,11 +620,11 @@ class Conn {
     stats.total.inc();
     stats.active.inc();
     this.gw.connectSucceeded(this.endpoint!);
-    // --- pipe: replay the peeked bytes, then relay both ways with backpressure --------------
+    // --- relay: replay the peeked bytes, then bytes both ways with backpressure ---------------
     up.write(this.hello!);
     this.hello = undefined;
-    this.client.pipe(up); // client FIN → upstream FIN (half-close); pauses on upstream backpressure
-    up.pipe(this.client);
+    relay(this.client, up); // a FIN that came with the hello follows the replayed bytes
+    relay(up, this.client);
     this.client.resume();
   };
 
