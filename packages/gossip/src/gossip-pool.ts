@@ -96,6 +96,11 @@ export interface QueryOptions {
   filterTags?: Record<string, string>;
   requestAck?: boolean;
   timeoutMs?: number;
+  /**
+   * Serf's RelayFactor (0–5): each responder also sends its ack and response through this many
+   * other random members, so an answer survives a lossy or one-way-broken path back to us.
+   */
+  relayFactor?: number;
 }
 
 export interface QueryResult {
@@ -164,6 +169,8 @@ export interface GossipPoolDeps {
 const EVENT_BUFFER = 512;
 const QUERY_BUFFER = 512;
 const QUERY_SIZE_LIMIT = 1024;
+/** Serf caps RelayFactor at 5 (agent and CLI). */
+const MAX_RELAY_FACTOR = 5;
 const QUERY_RESPONSE_SIZE_LIMIT = 1024;
 const META_MAX = 512;
 const RECENT_INTENT_MS = 5 * 60_000;
@@ -206,7 +213,7 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     remove(key: string): Promise<KeyOpResult>;
     list(): Promise<KeyOpResult>;
   };
-  readonly stats = { eventsDropped: 0, queriesDropped: 0, messagesMalformed: 0 };
+  readonly stats = { eventsDropped: 0, queriesDropped: 0, messagesMalformed: 0, relaysSent: 0 };
 
   private readonly opts: GossipPoolOptions;
   private readonly log: Logger;
@@ -399,6 +406,12 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
   /** Send a query to the pool; the local node answers too (as serf does). */
   query(name: string, payload: Buffer | string, opts: QueryOptions = {}): QueryResult {
     const p = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+    const relayFactor = opts.relayFactor ?? 0;
+    if (!Number.isInteger(relayFactor) || relayFactor < 0 || relayFactor > MAX_RELAY_FACTOR)
+      throw new MeshError(
+        'MESH_ERR_GOSSIP_QUERY',
+        `relayFactor must be an integer 0-${MAX_RELAY_FACTOR}, got ${String(opts.relayFactor)}`,
+      );
     const n = this.memberlist.numNodes();
     const gossipMs = this.memberlist.config.gossipIntervalMs;
     const timeoutMs = opts.timeoutMs ?? gossipMs * 16 * Math.ceil(Math.log10(n + 1));
@@ -418,7 +431,7 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
       Name: name,
       Payload: p,
       Port: me.port,
-      RelayFactor: 0,
+      RelayFactor: relayFactor,
       SourceNode: this.opts.nodeName,
       Timeout: BigInt(timeoutMs) * 1_000_000n,
     };
@@ -787,6 +800,7 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
       timeoutNs: asBig(d['Timeout']),
       name: asStr(d['Name']),
       payload: asBytes(d['Payload']) ?? Buffer.alloc(0),
+      relayFactor: Math.min(MAX_RELAY_FACTOR, asUint(d['RelayFactor'] ?? 0)),
     };
   }
 
@@ -840,7 +854,12 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     const host = ipString(q.addr);
     const to = host ? { host, port: q.port } : undefined;
     if ((q.flags & 1) === 1 && to)
-      this.sendResponse(to, { Flags: 1, From: this.opts.nodeName, ID: q.id, LTime: q.ltime, Payload: null });
+      this.sendResponse(
+        to,
+        { Flags: 1, From: this.opts.nodeName, ID: q.id, LTime: q.ltime, Payload: null },
+        q.relayFactor,
+        q.sourceNode,
+      );
     const deadline = this.clock.monotonic() + Number(q.timeoutNs / 1_000_000n);
     let answered = false;
     const respond = (payload: Buffer): void => {
@@ -854,7 +873,7 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
           `response exceeds the ${QUERY_RESPONSE_SIZE_LIMIT}-byte limit`,
         );
       answered = true;
-      if (to) this.sendResponse(to, msg);
+      if (to) this.sendResponse(to, msg, q.relayFactor, q.sourceNode);
     };
     if (q.name.startsWith('_serf_')) this.internalQuery(q, respond);
     else
@@ -869,12 +888,39 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     return rebroadcast;
   }
 
-  private sendResponse(to: Addr, msg: Encodable): void {
+  private sendResponse(to: Addr, msg: Encodable, relayFactor = 0, destName = ''): void {
     const raw = serfMsg(SerfMsg.queryResponse, msg);
     const me = this.memberlist.address;
     // our own query: deliver locally instead of over the network
     if (to.host === me.host && to.port === me.port) return this.onMessage(raw);
     this.memberlist.sendUser(to, raw);
+    if (relayFactor > 0) this.relayResponse(to, destName, raw, relayFactor);
+  }
+
+  /**
+   * Serf's query relays: the same response, wrapped in a relay header naming the querier, sent to
+   * `factor` random alive members (not us, not the querier) that speak memberlist protocol ≥ 5;
+   * each forwards it as a user message. The querier keeps the first copy per responder.
+   */
+  private relayResponse(to: Addr, destName: string, inner: Buffer, factor: number): void {
+    const candidates = this.members().filter(
+      (m) =>
+        m.status === 'alive' &&
+        m.protocolMax >= 5 &&
+        m.name !== this.opts.nodeName &&
+        m.name !== destName &&
+        !(m.addr === to.host && m.port === to.port),
+    );
+    const header = encode({
+      DestAddr: { IP: ipBytes(to.host), Port: to.port, Zone: '' },
+      DestName: destName,
+    });
+    const relayed = Buffer.concat([Buffer.from([SerfMsg.relay]), header, inner]);
+    for (let i = 0; i < factor && candidates.length > 0; i++) {
+      const [m] = candidates.splice(Math.floor(this.random() * candidates.length), 1);
+      this.memberlist.sendUser({ host: m!.addr, port: m!.port }, relayed);
+      this.stats.relaysSent++;
+    }
   }
 
   private internalQuery(q: Query, respond: (b: Buffer) => void): void {
@@ -972,6 +1018,7 @@ interface Query {
   timeoutNs: bigint;
   name: string;
   payload: Buffer;
+  relayFactor: number;
 }
 
 function safeTags(meta: Buffer): Record<string, string> {

@@ -248,8 +248,11 @@ export class MemoryNetwork {
   heal(): void {
     this.groups.clear();
   }
+  /** One-way cuts, `"<from>><to>"` (host:port keys): packets on that direction only are lost. */
+  readonly cuts = new Set<string>();
   reachable(from: string, to: string): boolean {
     if (this.paused.has(from) || this.paused.has(to)) return false;
+    if (this.cuts.has(`${from}>${to}`)) return false;
     const a = this.groups.get(from);
     const b = this.groups.get(to);
     return a === undefined || b === undefined || a === b;

@@ -203,6 +203,31 @@ test("slow message processing (Lifeguard's anomaly): plain SWIM shows healthy me
   t.is(lifeguard.failedHealthy, 0, 'Lifeguard: no healthy member is ever shown failed');
 });
 
+test('query relays: with the responder-to-querier path cut one way, the answer still arrives through others (RelayFactor)', async (t) => {
+  const c = new SimCluster({ n: 6, profile: 'lan', seed: 9 });
+  await c.start();
+  await c.joinAll();
+  t.not(await c.clock.runUntil(() => c.converged(), 30_000), undefined);
+  for (const p of c.pools) p.on('query', (q) => q.respond(Buffer.from(`pong from ${p.localMember?.name}`)));
+  // n002's packets to n000 are lost; everything else flows.
+  c.net.cuts.add(`${SimCluster.host(2)}:7946>${SimCluster.host(0)}:7946`);
+  const ask = async (relayFactor: number) => {
+    const r = c.pools[0]!.query('ping', 'x', { relayFactor, requestAck: true });
+    await c.clock.run(10_000);
+    return r.done;
+  };
+  const direct = await ask(0);
+  t.false(direct.responses.has(SimCluster.name_(2)), 'without relays the cut responder is never heard');
+  t.is(direct.responses.size, 5);
+  const relayed = await ask(2);
+  t.is(relayed.responses.get(SimCluster.name_(2))?.toString(), 'pong from n002', 'relayed around the cut');
+  t.true(relayed.acks.has(SimCluster.name_(2)), 'the ack is relayed too');
+  t.is(relayed.responses.size, 6, 'every member answered, each once');
+  t.true(c.pools[2]!.stats.relaysSent >= 4, `relays sent by n002: ${c.pools[2]!.stats.relaysSent}`);
+  t.throws(() => c.pools[0]!.query('ping', 'x', { relayFactor: 9 }), { message: /relayFactor must be/ });
+  await c.close();
+});
+
 test('a member whose every peer is dead keeps probing at the probe interval, without spinning', async (t) => {
   const c = new SimCluster({ n: 3, profile: 'lan', seed: 3 });
   await c.start();
