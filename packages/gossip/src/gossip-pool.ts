@@ -127,6 +127,11 @@ export interface GossipPoolEvents {
   'member-reap': [Member];
   user: [UserEvent];
   query: [IncomingQuery];
+  /**
+   * Another node claims our name and the pool's majority sides with it: we stopped gossiping
+   * (closed) rather than fight over the name. The owner should exit or restart with a new name.
+   */
+  'name-conflict-lost': [{ name: string; matching: number; responses: number }];
 }
 
 export interface GossipPoolOptions {
@@ -295,11 +300,13 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
       notifyJoin: (n) => this.onNodeJoin(n),
       notifyLeave: (n) => this.onNodeLeave(n),
       notifyUpdate: (n) => this.onNodeUpdate(n),
-      notifyConflict: (a, b) =>
+      notifyConflict: (a, b) => {
         this.log.error(
           { node: a.name, existing: `${a.host}:${a.port}`, other: `${b.host}:${b.port}` },
           'name conflict',
-        ),
+        );
+        if (a.name === this.opts.nodeName) void this.resolveNameConflict();
+      },
     };
     this.keys = {
       install: (k) => this.keyQuery('install-key', parseKey(k)),
@@ -333,6 +340,47 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
     this.clock.clearInterval(this.reconnectTimer);
     this.userCoalescer.flush();
     await this.memberlist.close();
+  }
+
+  private resolvingConflict = false;
+
+  /**
+   * Serf's name-conflict resolution, run by the node whose name is claimed from another address:
+   * ask everyone (`_serf_conflict`, our name as payload) which address they hold for the name; if
+   * fewer than a majority of the answers name ours, we are the impostor in their eyes: stop
+   * gossiping (close) and emit 'name-conflict-lost'. Otherwise keep going.
+   */
+  private async resolveNameConflict(): Promise<void> {
+    if (this.resolvingConflict || this.state !== 'alive') return;
+    this.resolvingConflict = true;
+    try {
+      const me = this.memberlist.address;
+      const { responses } = await this.query('_serf_conflict', this.opts.nodeName, {}).done;
+      let matching = 0;
+      for (const p of responses.values()) {
+        try {
+          if (p[0] !== SerfMsg.conflictResponse) continue;
+          const d = asMap(decode(p.subarray(1)));
+          if (ipString(asBytes(d['Addr']) ?? Buffer.alloc(0)) === me.host && asUint(d['Port']) === me.port)
+            matching++;
+        } catch {
+          // a malformed answer counts for nobody
+        }
+      }
+      const majority = Math.floor(responses.size / 2) + 1;
+      if (matching >= majority) {
+        this.log.info({ matching, responses: responses.size }, 'name conflict resolved in our favour');
+        return;
+      }
+      this.log.error(
+        { name: this.opts.nodeName, matching, responses: responses.size },
+        'another node holds our name in the majority view: leaving the gossip pool; restart with a unique node name',
+      );
+      await this.close();
+      this.emit('name-conflict-lost', { name: this.opts.nodeName, matching, responses: responses.size });
+    } finally {
+      this.resolvingConflict = false;
+    }
   }
 
   /** Join through any of the addresses; then gossip a join intent. */

@@ -2,7 +2,8 @@
 // failure detection, false positives under loss with a slow node, and a partition that heals.
 // Seeded, so a failure here reproduces exactly.
 import test from 'ava';
-import { GatedClock, SimClock, SimCluster, StallGate, seededRandom, wire } from '../src/index.js';
+import { silentLogger } from '@meshfed/core';
+import { GatedClock, GossipPool, SimClock, SimCluster, StallGate, seededRandom, wire } from '../src/index.js';
 
 test('50 nodes, WAN profile, 10% loss: converge, detect a crash everywhere, no false deaths', async (t) => {
   const c = new SimCluster({ n: 50, profile: 'wan', loss: 0.1, seed: 11 });
@@ -225,6 +226,35 @@ test('query relays: with the responder-to-querier path cut one way, the answer s
   t.is(relayed.responses.size, 6, 'every member answered, each once');
   t.true(c.pools[2]!.stats.relaysSent >= 4, `relays sent by n002: ${c.pools[2]!.stats.relaysSent}`);
   t.throws(() => c.pools[0]!.query('ping', 'x', { relayFactor: 9 }), { message: /relayFactor must be/ });
+  await c.close();
+});
+
+test('name conflict: a second node under an existing name loses the majority vote and leaves; the owner stays', async (t) => {
+  const c = new SimCluster({ n: 5, profile: 'lan', seed: 4 });
+  await c.start();
+  await c.joinAll();
+  t.not(await c.clock.runUntil(() => c.converged(), 30_000), undefined);
+  const addr = { host: '10.0.9.9', port: 7946 };
+  const impostor = new GossipPool(
+    { nodeName: SimCluster.name_(1), advertise: addr, profile: 'lan' },
+    { logger: silentLogger, clock: c.clock, transport: c.net.transport(addr), random: seededRandom(42) },
+  );
+  const lost: { matching: number; responses: number }[] = [];
+  let ownerLost = false;
+  impostor.on('name-conflict-lost', (e) => lost.push(e));
+  c.pools[1]!.on('name-conflict-lost', () => (ownerLost = true));
+  await impostor.start();
+  void impostor.join([`${SimCluster.host(0)}:7946`]).catch(() => undefined);
+  t.not(await c.clock.runUntil(() => lost.length > 0, 60_000), undefined, 'the impostor gave up');
+  t.true(lost[0]!.responses >= 3 && lost[0]!.matching === 0, JSON.stringify(lost[0]));
+  await c.clock.run(10_000);
+  t.false(ownerLost, 'the owner kept its name');
+  t.is(c.countStatus(SimCluster.name_(1), 'alive'), 5, 'everyone still sees the owner alive');
+  t.true(
+    c.pools[0]!.members().some((m) => m.name === SimCluster.name_(1) && m.addr === SimCluster.host(1)),
+    'at its own address',
+  );
+  await impostor.close();
   await c.close();
 });
 
