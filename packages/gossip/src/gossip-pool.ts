@@ -947,23 +947,23 @@ export class GossipPool extends EventEmitter<GossipPoolEvents> {
 
   /**
    * Serf's query relays: the same response, wrapped in a relay header naming the querier, sent to
-   * `factor` random alive members (not us, not the querier) that speak memberlist protocol ≥ 5;
-   * each forwards it as a user message. The querier keeps the first copy per responder.
+   * `factor` random alive members other than us that speak memberlist protocol ≥ 5 (the querier
+   * may be among them, as in serf); each forwards it as a user message, and the querier keeps the
+   * first copy per responder. As serf, skipped when there are fewer than factor + 1 members or the
+   * wrapped message exceeds the response size limit.
    */
   private relayResponse(to: Addr, destName: string, inner: Buffer, factor: number): void {
-    const candidates = this.members().filter(
-      (m) =>
-        m.status === 'alive' &&
-        m.protocolMax >= 5 &&
-        m.name !== this.opts.nodeName &&
-        m.name !== destName &&
-        !(m.addr === to.host && m.port === to.port),
+    const members = this.members();
+    if (members.length < factor + 1) return;
+    const candidates = members.filter(
+      (m) => m.status === 'alive' && m.protocolMax >= 5 && m.name !== this.opts.nodeName,
     );
     const header = encode({
       DestAddr: { IP: ipBytes(to.host), Port: to.port, Zone: '' },
       DestName: destName,
     });
     const relayed = Buffer.concat([Buffer.from([SerfMsg.relay]), header, inner]);
+    if (relayed.length > QUERY_RESPONSE_SIZE_LIMIT) return;
     for (let i = 0; i < factor && candidates.length > 0; i++) {
       const [m] = candidates.splice(Math.floor(this.random() * candidates.length), 1);
       this.memberlist.sendUser({ host: m!.addr, port: m!.port }, relayed);

@@ -247,12 +247,13 @@ test.serial(
 );
 
 test.serial(
-  'a 3-agent cluster with us inside converges, with compression off on our side and one agent',
+  'a 3-agent cluster with us inside converges, with compression off on our side and one agent; query relays both ways',
   async (t) => {
     const dir = tempDir(t);
-    const a = await startAgent(t, dir, 'agent-f');
-    const b = await startAgent(t, dir, 'agent-g', ['-disable-compression']);
-    const c = await startAgent(t, dir, 'agent-h');
+    const handler = ['-event-handler', 'query:whoami=echo pong-from-agent'];
+    const a = await startAgent(t, dir, 'agent-f', handler);
+    const b = await startAgent(t, dir, 'agent-g', ['-disable-compression', ...handler]);
+    const c = await startAgent(t, dir, 'agent-h', handler);
     await serf(['join', `-rpc-addr=${b.rpc}`, `127.0.0.1:${a.port}`]);
     await serf(['join', `-rpc-addr=${c.rpc}`, `127.0.0.1:${a.port}`]);
     const pool = await ours(t, { nodeName: 'ts-f', memberlist: { enableCompression: false } });
@@ -265,6 +266,24 @@ test.serial(
     const got = new Promise<string>((r) => pool.on('user', (e) => r(e.name)));
     await serf(['event', `-rpc-addr=${c.rpc}`, 'from-h']);
     t.is(await got, 'from-h');
+    // query relays: the agents relay their answers to our query through other members (maybe us),
+    // and ours to theirs through the agents, which must parse and forward our relay messages
+    pool.on('query', (q) => q.respond(Buffer.from('pong from ts-f')));
+    const q = pool.query('whoami', 'x', { requestAck: true, relayFactor: 2, timeoutMs: 3000 });
+    const res = await q.done;
+    for (const n of ['agent-f', 'agent-g', 'agent-h']) {
+      t.true(res.acks.has(n), `ack from ${n}`);
+      t.regex(res.responses.get(n)?.toString() ?? '', /pong-from-agent/);
+    }
+    const out = await serf(['query', `-rpc-addr=${a.rpc}`, '-relay-factor=2', '-timeout=3s', 'whoami', 'x']);
+    t.regex(out, /Response from 'ts-f': pong from ts-f/);
+    // agent-f logs every copy it receives: our direct ack and response plus the relayed copies that
+    // the other agents decoded from our relay messages and forwarded
+    const copies = a.log().match(/messageQueryResponseType: ts-f/g)?.length ?? 0;
+    t.true(copies > 2, `agent-f received relayed copies of our answers (${copies} messages)`);
+    t.true(pool.stats.relaysSent >= 4, `we relayed our ack and response (${pool.stats.relaysSent})`);
+    for (const agent of [a, b, c]) t.notRegex(agent.log(), /ERR.*(relay|decod)/i);
+    t.is(pool.stats.messagesMalformed, 0);
     await c.stop('SIGTERM');
     await waitFor(() => memberIs(pool, 'agent-h', 'failed'), {
       timeoutMs: 30_000,
