@@ -1,6 +1,6 @@
 // MeshGateway: the byte path. Follow a connection top to bottom in this file:
 //   accept → limits → peek ClientHello → route by SNI → connect upstream (retry, ejection)
-//   → replay the peeked bytes → pipe both ways (backpressure, half-close) → close and count.
+//   → replay the peeked bytes → relay both ways (backpressure, half-close) → close and count.
 // It owns the listener, the live routing table and per-endpoint health. It never decrypts, never
 // holds keys, never logs raw client input above debug, and never lets one bad client hurt another.
 
@@ -600,12 +600,43 @@ class Conn {
     stats.total.inc();
     stats.active.inc();
     this.gw.connectSucceeded(this.endpoint!);
-    // --- pipe: replay the peeked bytes, then relay both ways with backpressure --------------
+    // --- relay: replay the peeked bytes, then move chunks both ways with backpressure -------
+    // A direct relay instead of stream.pipe(): one write per chunk, pause on a full write
+    // buffer and resume on the other side's 'drain'; 'end' passes on as end() (half-close).
+    // A FIN that came with (or right after) the ClientHello, while we were connecting: if no
+    // bytes were left buffered, net.Socket has already emitted 'end' (it reads 0 on EOF even
+    // when paused), so it is forwarded here, after the replayed bytes; otherwise 'end' comes
+    // after the buffered bytes once the client resumes.
+    const client = this.client;
     up.write(this.hello!);
     this.hello = undefined;
-    this.client.pipe(up); // client FIN → upstream FIN (half-close); pauses on upstream backpressure
-    up.pipe(this.client);
+    if (client.readableEnded) up.end();
+    else client.on('end', this.onClientEnd);
+    client.on('data', this.onClientData);
+    client.on('drain', this.onClientDrain);
+    up.on('data', this.onUpData);
+    up.on('end', this.onUpEnd);
+    up.on('drain', this.onUpDrain);
+    client.resume();
+  };
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    if (!this.upstream!.write(chunk)) this.client.pause();
+  };
+  private readonly onUpDrain = (): void => {
     this.client.resume();
+  };
+  private readonly onClientEnd = (): void => {
+    this.upstream!.end();
+  };
+  private readonly onUpData = (chunk: Buffer): void => {
+    if (!this.client.write(chunk)) this.upstream!.pause();
+  };
+  private readonly onClientDrain = (): void => {
+    this.upstream?.resume();
+  };
+  private readonly onUpEnd = (): void => {
+    this.client.end();
   };
 
   private readonly onUpstreamError = (): void => {
