@@ -163,12 +163,20 @@ for (const workers of [1, 2]) {
         '--workers',
         String(workers),
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
+      // Its own process group: SIGTERM goes to the whole group, as from a shell, systemd or the
+      // bench harness (the workers see it too).
+      { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
     );
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    t.teardown(() => child.kill('SIGKILL'));
+    t.teardown(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    });
     await waitFor(async () => (await get(`http://127.0.0.1:${admin}/ready`)).status === 200, {
       what: 'gateway ready',
       timeoutMs: 20_000,
@@ -180,7 +188,7 @@ for (const workers of [1, 2]) {
       held.push(c);
     }
     const allClosed = Promise.all(held.map((c) => closed(c)));
-    child.kill('SIGTERM');
+    process.kill(-child.pid!, 'SIGTERM');
     // Generous bound (deadline 1 s): a spinning process that never exits fails here.
     const code = await Promise.race([
       exited,
