@@ -428,26 +428,6 @@ export class MeshGateway implements Startable {
 
 function noop(): void {}
 
-/**
- * Bytes from `src` to `dst` as they arrive: a full `dst` pauses `src` until it drains (a slow reader
- * never grows our buffers beyond one socket's high-water mark), and `src`'s FIN becomes `dst`'s
- * FIN (half-close passes through; both sockets are allowHalfOpen). Errors and close are the
- * connection's business (Conn). Cheaper per connection and per chunk than stream.pipe(), which
- * installs six listeners per direction and an unpipe machinery the gateway never uses.
- */
-function relay(src: net.Socket, dst: net.Socket): void {
-  const resume = (): void => void src.resume();
-  src.on('data', (chunk: Buffer) => {
-    if (!dst.write(chunk)) {
-      src.pause();
-      dst.once('drain', resume);
-    }
-  });
-  // A FIN that arrived with the ClientHello may already have been read while we were connecting.
-  if (src.readableEnded) dst.end();
-  else src.once('end', () => dst.end());
-}
-
 /** One client connection, from accept to close. */
 class Conn {
   private hello: Buffer | undefined; // the first chunk, or `scratch` when it came in pieces
@@ -620,12 +600,43 @@ class Conn {
     stats.total.inc();
     stats.active.inc();
     this.gw.connectSucceeded(this.endpoint!);
-    // --- relay: replay the peeked bytes, then bytes both ways with backpressure ---------------
+    // --- relay: replay the peeked bytes, then move chunks both ways with backpressure -------
+    // A direct relay instead of stream.pipe(): one write per chunk, pause on a full write
+    // buffer and resume on the other side's 'drain'; 'end' passes on as end() (half-close).
+    // A FIN that came with (or right after) the ClientHello, while we were connecting: if no
+    // bytes were left buffered, net.Socket has already emitted 'end' (it reads 0 on EOF even
+    // when paused), so it is forwarded here, after the replayed bytes; otherwise 'end' comes
+    // after the buffered bytes once the client resumes.
+    const client = this.client;
     up.write(this.hello!);
     this.hello = undefined;
-    relay(this.client, up); // a FIN that came with the hello follows the replayed bytes
-    relay(up, this.client);
+    if (client.readableEnded) up.end();
+    else client.on('end', this.onClientEnd);
+    client.on('data', this.onClientData);
+    client.on('drain', this.onClientDrain);
+    up.on('data', this.onUpData);
+    up.on('end', this.onUpEnd);
+    up.on('drain', this.onUpDrain);
+    client.resume();
+  };
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    if (!this.upstream!.write(chunk)) this.client.pause();
+  };
+  private readonly onUpDrain = (): void => {
     this.client.resume();
+  };
+  private readonly onClientEnd = (): void => {
+    this.upstream!.end();
+  };
+  private readonly onUpData = (chunk: Buffer): void => {
+    if (!this.client.write(chunk)) this.upstream!.pause();
+  };
+  private readonly onClientDrain = (): void => {
+    this.upstream?.resume();
+  };
+  private readonly onUpEnd = (): void => {
+    this.client.end();
   };
 
   private readonly onUpstreamError = (): void => {

@@ -140,3 +140,65 @@ test('main.js with --workers 2: both workers serve one table, metrics merge, SIG
   held.end();
   t.is(await exited, 0, stderr);
 });
+
+// Regression guard for a reported spin after the drain deadline: a real gateway process with live
+// TLS streams that never finish must close them at the deadline and exit, single and multi-worker.
+for (const workers of [1, 2]) {
+  test(`main.js --workers ${workers}: SIGTERM with streams still open at the drain deadline closes them and exits 0`, async (t) => {
+    const pki = makePki(t, [A]);
+    const pa = await tlsBackend(t, pki, A);
+    const [listen, admin] = [await freePort(), await freePort()];
+    const child = spawn(
+      process.execPath,
+      [
+        mainJs,
+        '--listen',
+        `127.0.0.1:${listen}`,
+        '--admin',
+        `127.0.0.1:${admin}`,
+        '--static-route',
+        `${A}=127.0.0.1:${pa}`,
+        '--drain-timeout',
+        '1s',
+        '--workers',
+        String(workers),
+      ],
+      // Its own process group: SIGTERM goes to the whole group, as from a shell, systemd or the
+      // bench harness (the workers see it too).
+      { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    t.teardown(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    });
+    await waitFor(async () => (await get(`http://127.0.0.1:${admin}/ready`)).status === 200, {
+      what: 'gateway ready',
+      timeoutMs: 20_000,
+    });
+    const held = [];
+    for (let i = 0; i < 10; i++) {
+      const c = await tlsClient(listen, A, pki.ca);
+      t.is(await readLine(c), A);
+      held.push(c);
+    }
+    const allClosed = Promise.all(held.map((c) => closed(c)));
+    process.kill(-child.pid!, 'SIGTERM');
+    // Generous bound (deadline 1 s): a spinning process that never exits fails here.
+    const code = await Promise.race([
+      exited,
+      new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 15_000).unref()),
+    ]);
+    t.is(code, 0, `process exit after SIGTERM; stderr: ${stderr}`);
+    await allClosed;
+    t.true(
+      held.every((c) => c.destroyed),
+      'every held stream is closed',
+    );
+  });
+}
