@@ -765,16 +765,25 @@ export class Federation {
 
   private maybeRenewIntermediate(): void {
     if (this.isPrimary || this.renewing || !this.deps.ca.needsIntermediate()) return;
-    this.renewing = this.renewIntermediate()
-      .catch((err: unknown) => {
-        this.metrics.errors.labels('intermediate').inc();
-        this.logger.warn({ err: errorMessage(err) }, 'could not renew the CA intermediate; will retry');
-      })
-      .finally(() => (this.renewing = undefined));
+    this.renewIntermediate().catch((err: unknown) => {
+      this.metrics.errors.labels('intermediate').inc();
+      this.logger.warn({ err: errorMessage(err) }, 'could not renew the CA intermediate; will retry');
+    });
   }
 
-  /** Create a CSR, have the primary sign it over the channel, install the intermediate. */
-  async renewIntermediate(): Promise<void> {
+  /**
+   * Create a CSR, have the primary sign it over the channel, install the intermediate. One at a
+   * time: a call while a renewal runs (the periodic check, a root rotation, an operator) joins it —
+   * two overlapping renewals would each make a key and install a certificate for the other's.
+   */
+  renewIntermediate(): Promise<void> {
+    this.renewing ??= this.signNewIntermediate().finally(() => {
+      this.renewing = undefined;
+    });
+    return this.renewing;
+  }
+
+  private async signNewIntermediate(): Promise<void> {
     const peer = this.primaryPeer();
     if (!peer)
       throw new MeshError(
