@@ -28,7 +28,7 @@ import {
 } from '@meshfed/core';
 import { AdminServer, type RoutesResponse } from './admin.js';
 import { CatalogRouteSource } from './catalog-route-source.js';
-import { MeshGateway, type MeshGatewayOptions } from './gateway.js';
+import { MeshGateway, defaultGatewayOptions, type MeshGatewayOptions } from './gateway.js';
 import { GatewayRegistration } from './registration.js';
 import { CombinedRouteSource, StaticRouteSource, type RouteSource } from './route-source.js';
 import { RouteTable, type RouteSpec } from './routes.js';
@@ -147,6 +147,8 @@ export interface RunGatewayContext {
   clock?: Clock;
   /** Called once listening (tests, CLI readiness output). */
   onListening?: (info: { listen: HostPort; admin: HostPort | undefined }) => void;
+  /** Called when the stop signal arrives, with the drain deadline (a process entry arms a backstop). */
+  onStopping?: (drainTimeoutMs: number) => void;
 }
 
 /** Run the gateway until `signal` aborts, then drain and return. */
@@ -245,6 +247,7 @@ export async function runGateway(
     if (!ctx.signal.aborted)
       await new Promise<void>((r) => ctx.signal.addEventListener('abort', () => r(), { once: true }));
     logger.info('gateway stopping: draining connections');
+    ctx.onStopping?.(args.gateway.drainTimeoutMs ?? defaultGatewayOptions.drainTimeoutMs);
   } finally {
     // reverse order: deregister, stop admin, drain the data path, stop the sources
     for (const fn of stop.reverse())
@@ -386,6 +389,17 @@ class WorkerPool {
   }
 }
 
+/**
+ * The drain ends connections at its deadline; if the process is still here 5 s later something is
+ * stuck (a handle that never closes): exit anyway, so a supervisor's stop never hangs.
+ */
+function exitAfterDrainDeadline(drainTimeoutMs: number, logger: Logger): void {
+  setTimeout(() => {
+    logger.error({ drainTimeoutMs }, 'gateway still running 5 s after the drain deadline; exiting');
+    process.exit(1);
+  }, drainTimeoutMs + 5_000).unref();
+}
+
 /** Worker process body: one MeshGateway fed by the primary's tables. */
 async function runWorker(optionsJson: string): Promise<void> {
   const options = JSON.parse(optionsJson) as Partial<MeshGatewayOptions>;
@@ -400,8 +414,17 @@ async function runWorker(optionsJson: string): Promise<void> {
       gw.setRoutes(new RouteTable(m.routes, m.trustDomain));
       send({ t: 'ready', ready: gw.ready() });
     } else if (m.t === 'metrics') send({ t: 'metrics', id: m.id, snapshot: registry.snapshot() });
-    else if (m.t === 'drain') void gw.close().then(() => process.exit(0));
+    else if (m.t === 'drain') stop();
   });
+  // The backstop bounds the exit if the drain itself hangs. (A worker whose primary dies is ended
+  // by node:cluster itself when the IPC channel closes.)
+  let stopping = false;
+  function stop(): void {
+    if (stopping) return;
+    stopping = true;
+    exitAfterDrainDeadline(options.drainTimeoutMs ?? defaultGatewayOptions.drainTimeoutMs, logger);
+    void gw.close().then(() => process.exit(0));
+  }
   // The primary decides when to stop; ignore terminal signals sent to the whole process group.
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => undefined);
@@ -424,7 +447,8 @@ if (isMain) {
     const controller = new AbortController();
     process.once('SIGTERM', () => controller.abort());
     process.once('SIGINT', () => controller.abort());
-    runGateway(argv, { logger, signal: controller.signal }).then(
+    const onStopping = (ms: number): void => exitAfterDrainDeadline(ms, logger);
+    runGateway(argv, { logger, signal: controller.signal, onStopping }).then(
       () => process.exit(0),
       (err: unknown) => {
         logger.fatal({ err }, 'gateway failed');
