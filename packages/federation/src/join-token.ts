@@ -66,6 +66,11 @@ export function describeJoinToken(token: string): {
   return { id: p.id, primaryDatacenter: p.dc, addrs: p.addrs, fingerprint: p.fp, expiresAt: p.exp };
 }
 
+/** A token that can no longer be used or revoked. */
+export function tokenSpent(r: JoinTokenRecord): boolean {
+  return r.usedAt !== undefined || r.revokedAt !== undefined;
+}
+
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }
@@ -142,16 +147,15 @@ export class MemoryTokenStore implements TokenStore {
     return r ? { ...r } : undefined;
   }
   markUsed(id: string, at: number, by: string): boolean {
-    const r = this.records.get(id);
-    if (!r || r.usedAt !== undefined || r.revokedAt !== undefined) return false;
-    r.usedAt = at;
-    r.usedBy = by;
-    return true;
+    return this.spend(id, { usedAt: at, usedBy: by });
   }
   revoke(id: string, at: number): boolean {
+    return this.spend(id, { revokedAt: at });
+  }
+  private spend(id: string, patch: Partial<JoinTokenRecord>): boolean {
     const r = this.records.get(id);
-    if (!r || r.usedAt !== undefined || r.revokedAt !== undefined) return false;
-    r.revokedAt = at;
+    if (!r || tokenSpent(r)) return false;
+    Object.assign(r, patch);
     return true;
   }
   list(): JoinTokenRecord[] {

@@ -408,18 +408,15 @@ export class MeshServer {
     const pendingKey = configKey(kind, name);
     const get = (key: string): Json | undefined =>
       key === pendingKey ? entry : this.store.get<Json>(T_CONFIG, key)?.value;
-    const routed = (): string[] => {
-      const names = new Set<string>();
-      for (const k of ['service-router', 'service-splitter'] as const)
-        for (const row of this.store.list<Json>(T_CONFIG, { secondary: k }))
-          names.add(String(row.value['Name']));
-      if (kind === 'service-router' || kind === 'service-splitter') {
-        if (entry) names.add(name);
-      }
-      return [...names].filter(
-        (svc) => get(configKey('service-router', svc)) || get(configKey('service-splitter', svc)),
-      );
-    };
+    // Only asked when the change is to service-defaults or proxy-defaults, so the stored routers
+    // and splitters are exactly the routed services.
+    const routed = (): string[] => [
+      ...new Set(
+        (['service-router', 'service-splitter'] as const).flatMap((k) =>
+          this.store.list<Json>(T_CONFIG, { secondary: k }).map((row) => String(row.value['Name'])),
+        ),
+      ),
+    ];
     checkRoutableProtocols({ kind, name }, get, routed);
   }
 

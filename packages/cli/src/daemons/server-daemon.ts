@@ -16,6 +16,7 @@ import type { MeshfedConfig } from '@meshfed/config';
 import { errorMessage, Registry, systemClock, type Logger } from '@meshfed/core';
 import {
   Federation,
+  tokenSpent,
   type DcExport,
   type ForwardedRequest,
   type ForwardedResponse,
@@ -394,17 +395,16 @@ class BlobTokenStore implements TokenStore {
     return this.all()[id];
   }
   markUsed(id: string, at: number, by: string): boolean {
-    const all = this.all();
-    const r = all[id];
-    if (!r || r.usedAt !== undefined || r.revokedAt !== undefined) return false;
-    this.store.putBlob('join_tokens', { ...all, [id]: { ...r, usedAt: at, usedBy: by } });
-    return true;
+    return this.spend(id, { usedAt: at, usedBy: by });
   }
   revoke(id: string, at: number): boolean {
+    return this.spend(id, { revokedAt: at });
+  }
+  private spend(id: string, patch: Partial<JoinTokenRecord>): boolean {
     const all = this.all();
     const r = all[id];
-    if (!r || r.usedAt !== undefined || r.revokedAt !== undefined) return false;
-    this.store.putBlob('join_tokens', { ...all, [id]: { ...r, revokedAt: at } });
+    if (!r || tokenSpent(r)) return false;
+    this.store.putBlob('join_tokens', { ...all, [id]: { ...r, ...patch } });
     return true;
   }
   list(): JoinTokenRecord[] {
