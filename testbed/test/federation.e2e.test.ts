@@ -14,6 +14,7 @@ import {
   waitUntil,
   writeFederationConfigs,
   type CallResult,
+  type DatacenterSpec,
   type GeneratedDc,
 } from '../src/index.js';
 
@@ -57,6 +58,26 @@ async function callUntil(want: (r: CallResult) => boolean, timeoutMs: number): P
 }
 
 const fromDc = (dc: string) => (r: CallResult) => r.ok && r.answer?.datacenter === dc;
+
+/** Wait until `dc` lists an intention from `source` (with `action`, if given), e.g. after replication. */
+async function waitForIntention(
+  dc: DatacenterSpec,
+  source: string,
+  action?: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  await waitUntil(async () => {
+    const list = await tb
+      .api<{ SourceName: string; Action: string }[]>(dc, '/v1/connect/intentions')
+      .catch(() => []);
+    return list.some((i) => i.SourceName === source && (!action || i.Action === action)) ? true : undefined;
+  }, timeoutMs);
+}
+
+/** Write an allow intention `source` → counting in the primary. */
+async function allowToCounting(source: string): Promise<void> {
+  await tb.meshfed(['intention', 'create', '-allow', source, 'counting', '--http-addr', tb.primary.httpAddr]);
+}
 
 test.before(async (t) => {
   t.timeout(180_000);
@@ -180,24 +201,9 @@ test.serial(
     const dc2 = tb.dc('dc2');
     await tb.group.kill('server-dc2');
     // a write in the primary while dc2 is down must reach it after the restart
-    await tb.meshfed([
-      'intention',
-      'create',
-      '-allow',
-      'ops',
-      'counting',
-      '--http-addr',
-      tb.primary.httpAddr,
-    ]);
+    await allowToCounting('ops');
     tb.startServer(dc2);
-    await waitUntil(async () => {
-      try {
-        const list = await tb.api<{ SourceName: string }[]>(dc2, '/v1/connect/intentions');
-        return list.some((i) => i.SourceName === 'ops') ? true : undefined;
-      } catch {
-        return undefined;
-      }
-    }, 30_000);
+    await waitForIntention(dc2, 'ops');
     const services = await tb.api<Record<string, string[]>>(dc2, '/v1/catalog/services');
     t.truthy(services['counting'], 'dc2 still knows its counting service after the crash');
     await tb.waitForReplication();
@@ -233,10 +239,7 @@ test.serial(
       30_000,
     );
     await tb.join(spec);
-    await waitUntil(async () => {
-      const list = await tb.api<{ SourceName: string }[]>(spec, '/v1/connect/intentions').catch(() => []);
-      return list.some((i) => i.SourceName === 'dashboard') ? true : undefined;
-    }, 30_000);
+    await waitForIntention(spec, 'dashboard');
     const dcsSeen = await tb.api<string[]>(tb.primary, '/v1/catalog/datacenters');
     t.true(dcsSeen.includes('dc4'), `primary sees ${dcsSeen.join(',')}`);
     t.log(`dc4 joined and replicated in ${Date.now() - started} ms`);
@@ -250,20 +253,9 @@ test.serial(
 
     // Restart dc4 with the same YAML: what the join taught it is remembered.
     await tb.group.kill('server-dc4');
-    await tb.meshfed([
-      'intention',
-      'create',
-      '-allow',
-      'auditor',
-      'counting',
-      '--http-addr',
-      tb.primary.httpAddr,
-    ]);
+    await allowToCounting('auditor');
     tb.startServer(spec);
-    await waitUntil(async () => {
-      const list = await tb.api<{ SourceName: string }[]>(spec, '/v1/connect/intentions').catch(() => []);
-      return list.some((i) => i.SourceName === 'auditor') ? true : undefined;
-    }, 30_000);
+    await waitForIntention(spec, 'auditor');
     const rejoined = await waitUntil(async () => {
       const wan = await tb.api<{ Name: string; Status: number }[]>(spec, '/v1/agent/members').catch(() => []);
       return wan.some((m) => m.Name.endsWith('.dc1') && m.Status === 1) ? true : undefined;
@@ -275,12 +267,7 @@ test.serial(
 test.serial('a write sent to a secondary lands in the primary and comes back to every DC', async (t) => {
   const dc2 = tb.dc('dc2');
   await tb.meshfed(['intention', 'create', '-deny', 'batch', 'counting', '--http-addr', dc2.httpAddr]);
-  for (const dc of [tb.primary, dc2, tb.dc('dc3')]) {
-    await waitUntil(async () => {
-      const list = await tb.api<{ SourceName: string; Action: string }[]>(dc, '/v1/connect/intentions');
-      return list.some((i) => i.SourceName === 'batch' && i.Action === 'deny') ? true : undefined;
-    }, 10_000);
-  }
+  for (const dc of [tb.primary, dc2, tb.dc('dc3')]) await waitForIntention(dc, 'batch', 'deny', 10_000);
   t.pass();
 });
 

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 import { isMeshError, silentLogger } from '@meshfed/core';
@@ -13,6 +13,31 @@ const mainJs = fileURLToPath(new URL('../src/main.js', import.meta.url));
 async function get(url: string): Promise<{ status: number; text: string }> {
   const res = await fetch(url);
   return { status: res.status, text: await res.text() };
+}
+
+/** main.js as a real process: listen and admin on free ports, static routes, extra flags. */
+async function spawnMain(
+  routes: string[],
+  extra: string[],
+  opts: { detached?: boolean } = {},
+): Promise<{ child: ChildProcess; listen: number; admin: number; stderr: () => string }> {
+  const [listen, admin] = [await freePort(), await freePort()];
+  const child = spawn(
+    process.execPath,
+    [
+      mainJs,
+      '--listen',
+      `127.0.0.1:${listen}`,
+      '--admin',
+      `127.0.0.1:${admin}`,
+      ...routes.flatMap((r) => ['--static-route', r]),
+      ...extra,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'], detached: opts.detached ?? false },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return { child, listen, admin, stderr: () => stderr };
 }
 
 test('flags: bad values are clear MeshErrors', (t) => {
@@ -89,26 +114,10 @@ test('main.js with --workers 2: both workers serve one table, metrics merge, SIG
   const pki = makePki(t, [A, B]);
   const pa = await tlsBackend(t, pki, A);
   const pb = await tlsBackend(t, pki, B);
-  const [listen, admin] = [await freePort(), await freePort()];
-  const child = spawn(
-    process.execPath,
-    [
-      mainJs,
-      '--listen',
-      `127.0.0.1:${listen}`,
-      '--admin',
-      `127.0.0.1:${admin}`,
-      '--static-route',
-      `${A}=127.0.0.1:${pa}`,
-      '--static-route',
-      `${B}=127.0.0.1:${pb}`,
-      '--workers',
-      '2',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+  const { child, listen, admin, stderr } = await spawnMain(
+    [`${A}=127.0.0.1:${pa}`, `${B}=127.0.0.1:${pb}`],
+    ['--workers', '2'],
   );
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   t.teardown(() => child.kill('SIGKILL'));
   await waitFor(async () => (await get(`http://127.0.0.1:${admin}/ready`)).status === 200, {
@@ -138,7 +147,7 @@ test('main.js with --workers 2: both workers serve one table, metrics merge, SIG
   held.write('still served while draining\n');
   t.is(await readLine(held), 'still served while draining');
   held.end();
-  t.is(await exited, 0, stderr);
+  t.is(await exited, 0, stderr());
 });
 
 // Regression guard for a reported spin after the drain deadline: a real gateway process with live
@@ -147,28 +156,13 @@ for (const workers of [1, 2]) {
   test(`main.js --workers ${workers}: SIGTERM with streams still open at the drain deadline closes them and exits 0`, async (t) => {
     const pki = makePki(t, [A]);
     const pa = await tlsBackend(t, pki, A);
-    const [listen, admin] = [await freePort(), await freePort()];
-    const child = spawn(
-      process.execPath,
-      [
-        mainJs,
-        '--listen',
-        `127.0.0.1:${listen}`,
-        '--admin',
-        `127.0.0.1:${admin}`,
-        '--static-route',
-        `${A}=127.0.0.1:${pa}`,
-        '--drain-timeout',
-        '1s',
-        '--workers',
-        String(workers),
-      ],
-      // Its own process group: SIGTERM goes to the whole group, as from a shell, systemd or the
-      // bench harness (the workers see it too).
-      { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
+    // Its own process group: SIGTERM goes to the whole group, as from a shell, systemd or the
+    // bench harness (the workers see it too).
+    const { child, listen, admin, stderr } = await spawnMain(
+      [`${A}=127.0.0.1:${pa}`],
+      ['--drain-timeout', '1s', '--workers', String(workers)],
+      { detached: true },
     );
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     t.teardown(() => {
       try {
@@ -194,7 +188,7 @@ for (const workers of [1, 2]) {
       exited,
       new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 15_000).unref()),
     ]);
-    t.is(code, 0, `process exit after SIGTERM; stderr: ${stderr}`);
+    t.is(code, 0, `process exit after SIGTERM; stderr: ${stderr()}`);
     await allClosed;
     t.true(
       held.every((c) => c.destroyed),

@@ -1,9 +1,31 @@
 // Many nodes in one process on the in-memory network with a simulated clock: convergence,
 // failure detection, false positives under loss with a slow node, and a partition that heals.
 // Seeded, so a failure here reproduces exactly.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { silentLogger } from '@meshfed/core';
-import { GatedClock, GossipPool, SimClock, SimCluster, StallGate, seededRandom, wire } from '../src/index.js';
+import {
+  GatedClock,
+  GossipPool,
+  SimClock,
+  SimCluster,
+  StallGate,
+  seededRandom,
+  wire,
+  type SimClusterOptions,
+} from '../src/index.js';
+
+/** A simulated cluster, started, joined through node 0 and checked converged within `maxMs`. */
+async function convergedCluster(
+  t: ExecutionContext,
+  opts: SimClusterOptions,
+  maxMs: number,
+): Promise<SimCluster> {
+  const c = new SimCluster(opts);
+  await c.start();
+  await c.joinAll();
+  t.not(await c.clock.runUntil(() => c.converged(), maxMs), undefined, 'the cluster converged');
+  return c;
+}
 
 test('50 nodes, WAN profile, 10% loss: converge, detect a crash everywhere, no false deaths', async (t) => {
   const c = new SimCluster({ n: 50, profile: 'wan', loss: 0.1, seed: 11 });
@@ -43,10 +65,11 @@ test('50 nodes, WAN profile, 10% loss: converge, detect a crash everywhere, no f
 });
 
 test('a partition makes each side fail the other; after healing, reconnect merges the cluster', async (t) => {
-  const c = new SimCluster({ n: 12, profile: 'lan', seed: 5, pool: { reconnectIntervalMs: 5_000 } });
-  await c.start();
-  await c.joinAll();
-  t.not(await c.clock.runUntil(() => c.converged(), 60_000), undefined);
+  const c = await convergedCluster(
+    t,
+    { n: 12, profile: 'lan', seed: 5, pool: { reconnectIntervalMs: 5_000 } },
+    60_000,
+  );
   const a = c.pools.slice(0, 6).map((_, i) => `${SimCluster.host(i)}:7946`);
   const b = c.pools.slice(6).map((_, i) => `${SimCluster.host(i + 6)}:7946`);
   c.net.partition([a, b]);
@@ -171,17 +194,18 @@ test("slow message processing (Lifeguard's anomaly): plain SWIM shows healthy me
   // One member handles every inbound message 6 s late (its timers and sends run on time), LAN
   // profile (suspicion timeout 4 s minimum at N = 10, 24 s maximum), 10 % loss, 120 s.
   const run = async (lifeguard: boolean) => {
-    const c = new SimCluster({
-      n: 10,
-      profile: 'lan',
-      loss: 0.1,
-      seed: 1,
-      memberlist: { lifeguard },
-      delayed: { indices: [1], delayMs: 6_000 },
-    });
-    await c.start();
-    await c.joinAll();
-    t.not(await c.clock.runUntil(() => c.converged(), 60_000), undefined);
+    const c = await convergedCluster(
+      t,
+      {
+        n: 10,
+        profile: 'lan',
+        loss: 0.1,
+        seed: 1,
+        memberlist: { lifeguard },
+        delayed: { indices: [1], delayMs: 6_000 },
+      },
+      60_000,
+    );
     const from = c.events.length;
     c.startSlow();
     await c.clock.run(120_000);
@@ -205,10 +229,7 @@ test("slow message processing (Lifeguard's anomaly): plain SWIM shows healthy me
 });
 
 test('query relays: with the responder-to-querier path cut one way, the answer still arrives through others (RelayFactor)', async (t) => {
-  const c = new SimCluster({ n: 6, profile: 'lan', seed: 9 });
-  await c.start();
-  await c.joinAll();
-  t.not(await c.clock.runUntil(() => c.converged(), 30_000), undefined);
+  const c = await convergedCluster(t, { n: 6, profile: 'lan', seed: 9 }, 30_000);
   for (const p of c.pools) p.on('query', (q) => q.respond(Buffer.from(`pong from ${p.localMember?.name}`)));
   // n002's packets to n000 are lost; everything else flows.
   c.net.cuts.add(`${SimCluster.host(2)}:7946>${SimCluster.host(0)}:7946`);
@@ -230,10 +251,7 @@ test('query relays: with the responder-to-querier path cut one way, the answer s
 });
 
 test('name conflict: a second node under an existing name loses the majority vote and leaves; the owner stays', async (t) => {
-  const c = new SimCluster({ n: 5, profile: 'lan', seed: 4 });
-  await c.start();
-  await c.joinAll();
-  t.not(await c.clock.runUntil(() => c.converged(), 30_000), undefined);
+  const c = await convergedCluster(t, { n: 5, profile: 'lan', seed: 4 }, 30_000);
   const addr = { host: '10.0.9.9', port: 7946 };
   const impostor = new GossipPool(
     { nodeName: SimCluster.name_(1), advertise: addr, profile: 'lan' },
@@ -259,10 +277,7 @@ test('name conflict: a second node under an existing name loses the majority vot
 });
 
 test('a member whose every peer is dead keeps probing at the probe interval, without spinning', async (t) => {
-  const c = new SimCluster({ n: 3, profile: 'lan', seed: 3 });
-  await c.start();
-  await c.joinAll();
-  t.not(await c.clock.runUntil(() => c.converged(), 30_000), undefined);
+  const c = await convergedCluster(t, { n: 3, profile: 'lan', seed: 3 }, 30_000);
   await c.kill(1);
   await c.kill(2);
   t.not(await c.clock.runUntil(() => c.countStatus(SimCluster.name_(1), 'failed') === 1, 60_000), undefined);
@@ -315,15 +330,16 @@ test('a stalled node queues its timers and packets and, when it resumes, fires t
 });
 
 test('user-event coalescing: a burst of coalescable events delivers only the newest per name, once the period passes', async (t) => {
-  const c = new SimCluster({
-    n: 5,
-    profile: 'lan',
-    seed: 4,
-    pool: { userCoalescePeriodMs: 3_000, userQuiescentPeriodMs: 1_000 },
-  });
-  await c.start();
-  await c.joinAll();
-  t.not(await c.clock.runUntil(() => c.converged(), 60_000), undefined);
+  const c = await convergedCluster(
+    t,
+    {
+      n: 5,
+      profile: 'lan',
+      seed: 4,
+      pool: { userCoalescePeriodMs: 3_000, userQuiescentPeriodMs: 1_000 },
+    },
+    60_000,
+  );
   const got = new Map<string, string[]>();
   for (const p of c.pools)
     p.on('user', (e) => {
