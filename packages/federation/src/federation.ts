@@ -663,7 +663,7 @@ export class Federation {
     const now = this.clock.now();
     // committedAt is the primary's wall clock; the channel's offset estimate puts it on ours, so the
     // lag stays right when the two clocks disagree (0 offset until the first heartbeat answers).
-    const lag = Math.max(0, now - (b.committedAt - (from.clockOffsetMs ?? 0)));
+    const lag = Math.max(0, Math.round(now - (b.committedAt - (from.clockOffsetMs ?? 0))));
     const counts = new Map<string, number>();
     for (const c of b.changes) counts.set(c.table, (counts.get(c.table) ?? 0) + 1);
     for (const k of this.kinds.values()) {
